@@ -1,0 +1,85 @@
+"""Messages: what a publisher hands in (`Draft`) and what the store hands back (`Message`)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+def new_message_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message before the store has given it an offset."""
+
+    room: str
+    nick: str
+    sender: str | None
+    text: str | None = None
+    data: Any = None
+    id: str = field(default_factory=new_message_id)
+    ts: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message: `offset` is strictly increasing per room within one `epoch`."""
+
+    room: str
+    offset: int
+    epoch: str
+    id: str
+    nick: str
+    sender: str | None
+    text: str | None
+    data: Any
+    ts: int
+
+    @classmethod
+    def from_draft(cls, draft: Draft, *, offset: int, epoch: str) -> Message:
+        return cls(
+            room=draft.room,
+            offset=offset,
+            epoch=epoch,
+            id=draft.id,
+            nick=draft.nick,
+            sender=draft.sender,
+            text=draft.text,
+            data=draft.data,
+            ts=draft.ts,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": "message",
+            "room": self.room,
+            "offset": self.offset,
+            "epoch": self.epoch,
+            "id": self.id,
+            "from": self.nick,
+            "sender": self.sender,
+        }
+        if self.text is not None:
+            event["text"] = self.text
+        if self.data is not None:
+            event["data"] = self.data
+        event["ts"] = self.ts
+        return event
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_wire())
+
+    def to_plain(self) -> str:
+        """The teaching note's line: `<name>: <text>`."""
+        body = self.text if self.text is not None else orjson.dumps(self.data).decode()
+        return f"{self.nick}: {body}"

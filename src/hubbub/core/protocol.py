@@ -1,0 +1,302 @@
+"""The `hubbub.v1` JSON protocol: parse client frames into requests, build server events.
+
+Parsing never raises anything but `ProtocolError`, whatever the input; the property tests
+in `tests/core/test_protocol_properties.py` hold it to that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hubbub.core.codes import ErrorCode
+from hubbub.core.limits import Limits
+from hubbub.core.names import NICK_RULE, ROOM_RULE, is_valid_nick, is_valid_room
+
+SUBPROTOCOL = "hubbub.v1"
+MAX_REF_CHARS = 64
+DEFAULT_HISTORY_LIMIT = 50
+
+Ref = str | int
+
+
+class ProtocolError(Exception):
+    """A request the server refuses; becomes an `error` reply to the sender."""
+
+    def __init__(self, code: ErrorCode, reason: str, ref: Ref | None = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinSpec:
+    room: str
+    since: Position | None = None
+    history: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    nick: str
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    rooms: tuple[JoinSpec, ...]
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    rooms: tuple[str, ...]
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    room: str
+    text: str | None
+    data: Any
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    room: str
+    limit: int
+    before: int | None = None
+    after: int | None = None
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    room: str
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: Ref | None = None
+
+
+Request = Nick | Join | Leave | Publish | History | Members | Rooms | Ping
+
+
+def parse_request(frame: str | bytes, limits: Limits) -> Request:
+    """Turn one text frame into a request, or raise `ProtocolError` saying what is wrong."""
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame must be a JSON object")
+    ref = _ref(obj)
+    kind = obj.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown request type {kind!r}; expected one of {', '.join(_PARSERS)}",
+            ref,
+        )
+    try:
+        return parser(obj, ref, limits)
+    except ProtocolError as exc:
+        exc.ref = ref
+        raise
+
+
+def _ref(obj: Mapping[str, Any]) -> Ref | None:
+    ref = obj.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, bool) or not isinstance(ref, str | int):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "ref must be a string or an integer")
+    if isinstance(ref, str) and len(ref) > MAX_REF_CHARS:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"ref is longer than {MAX_REF_CHARS}")
+    if isinstance(ref, int) and not -(2**53) < ref < 2**53:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "ref is out of range")
+    return ref
+
+
+def _room(value: object, field: str = "room") -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a string")
+    if not is_valid_room(value):
+        raise ProtocolError(ErrorCode.INVALID_ROOM, ROOM_RULE)
+    return value
+
+
+def validate_nick(value: object) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "nick must be a string")
+    if not is_valid_nick(value):
+        raise ProtocolError(ErrorCode.INVALID_NICK, NICK_RULE)
+    return value
+
+
+def _offset(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a non-negative integer")
+    if not 0 <= value < 2**63:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a non-negative integer")
+    return value
+
+
+def _count(value: object, field: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"{field} must be an integer from 1 to {maximum}"
+        )
+    return value
+
+
+def validate_body(text: object, data: object, limits: Limits) -> tuple[str | None, Any]:
+    """The text/data pair of a publication, shared by the WebSocket and HTTP paths."""
+    if text is None and data is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "a message needs text or data")
+    if text is not None:
+        if not isinstance(text, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "text must be a string")
+        if len(text.encode("utf-8", "surrogatepass")) > limits.max_text_bytes:
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"text is longer than {limits.max_text_bytes} bytes",
+            )
+    return text, data
+
+
+def _parse_nick(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Nick:
+    return Nick(validate_nick(obj.get("nick")), ref)
+
+
+def _join_spec(item: object, limits: Limits) -> JoinSpec:
+    if isinstance(item, str):
+        return JoinSpec(_room(item))
+    if not isinstance(item, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "rooms must hold room names or objects")
+    room = _room(item.get("room"))
+    since_obj = item.get("since")
+    since = None
+    if since_obj is not None:
+        if not isinstance(since_obj, dict):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "since must be {offset, epoch}")
+        epoch = since_obj.get("epoch")
+        if not isinstance(epoch, str) or not 0 < len(epoch) <= 64:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "since.epoch must be a string")
+        since = Position(_offset(since_obj.get("offset"), "since.offset"), epoch)
+    history = item.get("history")
+    if history is not None:
+        history = _count(history, "history", limits.history_page_max)
+        if since is not None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "give since or history, not both")
+    return JoinSpec(room, since, history)
+
+
+def _room_list(obj: Mapping[str, Any]) -> list[object]:
+    rooms = obj.get("rooms")
+    if rooms is None and "room" in obj:
+        rooms = [obj["room"]]
+    if not isinstance(rooms, list) or not rooms:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "rooms must be a non-empty list")
+    return rooms
+
+
+def _parse_join(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Join:
+    items = _room_list(obj)
+    if len(items) > limits.max_rooms:
+        raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, f"at most {limits.max_rooms} rooms")
+    specs = tuple(_join_spec(item, limits) for item in items)
+    if len({spec.room for spec in specs}) != len(specs):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "a room is named twice")
+    return Join(specs, ref)
+
+
+def _parse_leave(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Leave:
+    items = _room_list(obj)
+    if len(items) > limits.max_rooms:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"at most {limits.max_rooms} rooms")
+    return Leave(tuple(dict.fromkeys(_room(item) for item in items)), ref)
+
+
+def _parse_publish(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Publish:
+    room = _room(obj.get("room"))
+    text, data = validate_body(obj.get("text"), obj.get("data"), limits)
+    return Publish(room, text, data, ref)
+
+
+def _parse_history(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> History:
+    room = _room(obj.get("room"))
+    limit = obj.get("limit", DEFAULT_HISTORY_LIMIT)
+    limit = _count(limit, "limit", limits.history_page_max)
+    before = obj.get("before")
+    after = obj.get("after")
+    return History(
+        room,
+        limit,
+        None if before is None else _offset(before, "before"),
+        None if after is None else _offset(after, "after"),
+        ref,
+    )
+
+
+def _parse_members(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Members:
+    return Members(_room(obj.get("room")), ref)
+
+
+def _parse_rooms(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Rooms:
+    return Rooms(ref)
+
+
+def _parse_ping(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Ping:
+    return Ping(ref)
+
+
+_PARSERS = {
+    "nick": _parse_nick,
+    "join": _parse_join,
+    "leave": _parse_leave,
+    "publish": _parse_publish,
+    "history": _parse_history,
+    "members": _parse_members,
+    "rooms": _parse_rooms,
+    "ping": _parse_ping,
+}
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def error_event(code: ErrorCode, reason: str, ref: Ref | None = None, **extra: Any) -> bytes:
+    event: dict[str, Any] = {"type": "error", "code": code.value, "reason": reason}
+    if ref is not None:
+        event["ref"] = ref
+    event.update(extra)
+    return orjson.dumps(event)
+
+
+def reply(kind: str, ref: Ref | None, **fields: Any) -> bytes:
+    event: dict[str, Any] = {"type": kind}
+    if ref is not None:
+        event["ref"] = ref
+    event.update(fields)
+    return orjson.dumps(event)

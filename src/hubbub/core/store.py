@@ -1,0 +1,96 @@
+"""The message store interface: durable per-room history with offsets and epochs.
+
+Implementations: `MemoryStore` (here, for tests and throwaway rooms) and `SQLiteStore`
+(`hubbub.stores.sqlite`, the default). A Redis store must fit the same interface.
+
+Contract every implementation keeps (tests in `tests/stores/test_contract.py` run against
+each):
+
+- Offsets in a room start at 1 and increase by exactly 1 per appended message within one
+  epoch; `append` assigns them in the order it is called.
+- `append` returns only once the message is stored as durably as the store promises; if it
+  raises, the message is not stored and its offset is not used.
+- An epoch changes only when a room's history is lost or reset; a new epoch restarts
+  offsets from 1.
+- Retention (`trim`) removes the oldest messages; it never changes offsets or the epoch.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from dataclasses import dataclass
+
+from hubbub.core.message import Draft, Message
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; nothing was stored."""
+
+
+class StoreOpenError(StoreError):
+    """The store cannot be opened (unwritable, corrupt, locked, newer schema)."""
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    epoch: str
+    offset: int
+    """The latest offset (0 when the room has no messages yet)."""
+    first_offset: int
+    """The oldest offset still stored (`offset + 1` when none are)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    state: RoomState
+    messages: list[Message]
+    """Ascending by offset."""
+    has_more: bool
+
+
+class MessageStore(abc.ABC):
+    """Per-room history. All methods are coroutines so that I/O-bound stores fit."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare the store; raise `StoreOpenError` with a one-line reason if impossible."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Finish every pending write, then release resources."""
+
+    @abc.abstractmethod
+    async def append(self, draft: Draft) -> Message:
+        """Store `draft` at the room's next offset (creating the room if needed)."""
+
+    @abc.abstractmethod
+    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
+        """The room's epoch and offsets; `None` for an unknown room unless `create`."""
+
+    @abc.abstractmethod
+    async def read(
+        self,
+        room: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int,
+    ) -> HistoryPage | None:
+        """Up to `limit` messages, ascending; `None` for an unknown room.
+
+        - `after` only: the oldest messages with offset > after; `has_more` if newer exist.
+        - `before` only, or neither: the newest messages with offset < before;
+          `has_more` if older exist.
+        - both: the oldest messages with after < offset < before.
+        """
+
+    @abc.abstractmethod
+    async def rooms(self) -> dict[str, RoomState]:
+        """Every known room."""
+
+    @abc.abstractmethod
+    async def trim(self, *, max_count: int | None, max_age_ms: int | None, now_ms: int) -> int:
+        """Apply retention to every room; return how many messages were removed."""

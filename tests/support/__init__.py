@@ -1,0 +1,1 @@
+"""Test support: real server processes, free ports, private redis-server."""
