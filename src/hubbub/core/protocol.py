@@ -6,7 +6,7 @@ in `tests/core/test_protocol_properties.py` hold it to that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,7 +270,7 @@ def _parse_ping(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Ping
     return Ping(ref)
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], Ref | None, Limits], Request]] = {
     "nick": _parse_nick,
     "join": _parse_join,
     "leave": _parse_leave,

@@ -1,0 +1,63 @@
+"""The `hubbub` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hubbub import __version__
+from hubbub.config import ConfigError, add_arguments, load
+
+# Subcommands that live with their feature: each module has add_arguments() and run().
+PLUGINS = {
+    "chat": ("hubbub.client.chat", "interactive terminal chat"),
+    "publish": ("hubbub.client.publish", "publish a message through the HTTP API"),
+    "bot": ("hubbub.client.bot_runner", "run a bot file"),
+    "bench": ("hubbub.bench.command", "fan-out load generator and benchmarks"),
+    "bench-acks": ("hubbub.bench.acks", "acknowledged-publish benchmark (store on/off)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hubbub", description="Real-time chat and pub/sub server.")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    serve = commands.add_parser("serve", help="run the server")
+    add_arguments(serve)
+    for name, (module_name, summary) in PLUGINS.items():
+        sub = commands.add_parser(name, help=summary, add_help=True)
+        sub.set_defaults(plugin=module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        module.add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "serve":
+        try:
+            settings = load(args)
+        except ConfigError as exc:
+            print(f"hubbub: {exc}", file=sys.stderr)
+            return 2
+        from hubbub.server.run import serve
+
+        return serve(settings)
+    module = importlib.import_module(args.plugin)
+    code: int = module.run(args)
+    return code

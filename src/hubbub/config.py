@@ -1,0 +1,324 @@
+"""Server settings: one table drives defaults, the TOML file, `HUBBUB_*` variables and flags.
+
+Precedence, lowest first: defaults, `--config FILE`, environment, command-line flags.
+Every value is checked before anything starts; a bad one raises `ConfigError` naming the
+setting, the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubbub.core.limits import Limits
+
+_DEFAULT_LIMITS = Limits()
+FANOUT_STRATEGIES = ("auto", "sequential", "concurrent", "queued")
+ENV_PREFIX = "HUBBUB_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value hubbub cannot use; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("hubbub-data")
+    dev: bool = False
+    log_level: str = "info"
+    store: str = "sqlite"
+    durability: str = "fsync"
+    commit_window_ms: float = 2.0
+    retention_max_count: int | None = None
+    retention_max_age: float | None = None
+    api_key: str | None = None
+    jwt_secret: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    max_frame_bytes: int = _DEFAULT_LIMITS.max_frame_bytes
+    max_text_bytes: int = _DEFAULT_LIMITS.max_text_bytes
+    max_rooms: int = _DEFAULT_LIMITS.max_rooms
+    history_page_max: int = _DEFAULT_LIMITS.history_page_max
+    rate_per_second: float = _DEFAULT_LIMITS.rate_per_second
+    rate_burst: int = _DEFAULT_LIMITS.rate_burst
+    heartbeat: float = 30.0
+    plain_history: int = 10
+    outbox_max_bytes: int = 1024 * 1024
+    fanout: str = "auto"
+    compression: bool = False
+    shutdown_timeout: float = 5.0
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_frame_bytes=self.max_frame_bytes,
+            max_text_bytes=self.max_text_bytes,
+            max_rooms=self.max_rooms,
+            history_page_max=self.history_page_max,
+            rate_per_second=self.rate_per_second,
+            rate_burst=self.rate_burst,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    help: str
+    parse: Callable[[Any], Any]
+    metavar: str | None = None
+    flag_action: str | None = None  # "store_true" or "append"
+
+
+def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("must be an integer")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be an integer") from None
+        if isinstance(value, float) and value != number:
+            raise ValueError("must be an integer")
+        if number < low or (high is not None and number > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound}")
+        return number
+
+    return parse
+
+
+def _float(low: float, high: float | None = None) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number") from None
+        if number != number or number < low or (high is not None and number > high):
+            bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise ValueError(f"must be a number {bound}")
+        return number
+
+    return parse
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(value: Any) -> Any:
+        if value is None or value == "" or value == 0 or value == "0":
+            return None
+        return parse(value)
+
+    return wrapped
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value.lower()
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _text(max_chars: int = 4096) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not value.strip() or len(value) > max_chars:
+            raise ValueError(f"must be 1-{max_chars} characters")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    return parse
+
+
+def _secret(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    text = _text(1024)(value)
+    if len(text) < 8:
+        raise ValueError("must be at least 8 characters")
+    return text
+
+
+def _path(value: Any) -> Path:
+    return Path(_text()(value))
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list of origins")
+    origins = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("must be a list of origins")
+        item = item.strip().rstrip("/").lower()
+        if not item:
+            continue
+        if item != "*" and (
+            not item.startswith(("http://", "https://")) or "/" in item.split("://", 1)[1]
+        ):
+            raise ValueError(f"{item!r} is not an origin like https://example.com or *")
+        origins.append(item)
+    return tuple(origins)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "interface to listen on", _text(255), "HOST"),
+    Option("port", "TCP port (0 picks a free one)", _int(0, 65535), "PORT"),
+    Option("data_dir", "directory for the SQLite database", _path, "DIR"),
+    Option("dev", "asyncio debug mode and verbose logs", _bool, flag_action="store_true"),
+    Option("log_level", "debug, info, warning or error",
+           _choice("debug", "info", "warning", "error"), "LEVEL"),
+    Option("store", "message store: sqlite (durable) or memory", _choice("sqlite", "memory"),
+           "KIND"),
+    Option("durability", "fsync every commit, or batch commits (see docs/operations.md)",
+           _choice("fsync", "batch"), "MODE"),
+    Option("commit_window_ms", "longest wait to group writes into one commit",
+           _float(0, 1000), "MS"),
+    Option("retention_max_count", "messages kept per room (0 = no limit)",
+           _optional(_int(1)), "N"),
+    Option("retention_max_age", "seconds a message is kept (0 = no limit)",
+           _optional(_float(1)), "SECONDS"),
+    Option("api_key", "Bearer key required by the HTTP API", _secret, "KEY"),
+    Option("jwt_secret", "HS256 secret; when set, /ws needs ?token=JWT", _secret, "SECRET"),
+    Option("allowed_origins", "extra browser origin allowed to open /ws (repeatable; * = any)",
+           _origins, "ORIGIN", flag_action="append"),
+    Option("max_frame_bytes", "largest WebSocket frame (bigger closes with 1009)",
+           _int(256, 16 * 1024 * 1024), "BYTES"),
+    Option("max_text_bytes", "largest message text", _int(1, 16 * 1024 * 1024), "BYTES"),
+    Option("max_rooms", "rooms one connection may join", _int(1, 100_000), "N"),
+    Option("history_page_max", "largest history page", _int(1, 10_000), "N"),
+    Option("rate_per_second", "requests per second per connection (0 = no limit)",
+           _float(0, 1_000_000), "N"),
+    Option("rate_burst", "burst above the rate", _int(1, 1_000_000), "N"),
+    Option("heartbeat", "WebSocket ping interval in seconds (0 = off)", _float(0, 3600),
+           "SECONDS"),
+    Option("plain_history", "lobby messages sent to a plain-text client on connect",
+           _int(0, 10_000), "N"),
+    Option("outbox_max_bytes", "bytes queued for one slow client before it is closed (4008)",
+           _int(1024, 1024**3), "BYTES"),
+    Option("fanout", "delivery strategy", _choice(*FANOUT_STRATEGIES), "STRATEGY"),
+    Option("compression", "offer permessage-deflate", _bool, flag_action="store_true"),
+    Option("shutdown_timeout", "seconds to finish work on SIGTERM", _float(0, 300), "SECONDS"),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    for option in OPTIONS:
+        flag = "--" + option.name.replace("_", "-")
+        if option.name == "allowed_origins":
+            flag = "--allowed-origin"
+        if option.flag_action == "store_true":
+            parser.add_argument(flag, dest=option.name, action="store_true", default=None,
+                                help=option.help)
+        else:
+            parser.add_argument(flag, dest=option.name, action=option.flag_action or "store",
+                                metavar=option.metavar, default=None, help=option.help)
+
+
+def _check(option: Option, value: Any, source: str) -> Any:
+    try:
+        return option.parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option.name} {exc} (got {value!r} from {source})") from None
+
+
+def load(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Build settings from a config file, the environment and parsed flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or (getattr(args, "config", None) if args else None)
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        values.update(_from_file(Path(path)))
+    for option in OPTIONS:
+        env_name = ENV_PREFIX + option.name.upper()
+        if env_name in environ:
+            values[option.name] = _check(option, environ[env_name], env_name)
+    if args is not None:
+        for option in OPTIONS:
+            raw = getattr(args, option.name, None)
+            if raw is None:
+                continue
+            flag = "--" + option.name.replace("_", "-")
+            values[option.name] = _check(option, raw, flag)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        option = _BY_NAME.get(name)
+        if option is None:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values[name] = _check(option, value, str(path))
+    return values
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.max_text_bytes > settings.max_frame_bytes:
+        raise ConfigError(
+            f"max_text_bytes ({settings.max_text_bytes}) must not exceed "
+            f"max_frame_bytes ({settings.max_frame_bytes})"
+        )
+    if settings.plain_history > settings.history_page_max:
+        raise ConfigError(
+            f"plain_history ({settings.plain_history}) must not exceed "
+            f"history_page_max ({settings.history_page_max})"
+        )
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Settings as plain values, secrets masked, for the start-up log."""
+    shown = {}
+    for item in dataclasses.fields(settings):
+        if item.name == "extra":
+            continue
+        value = getattr(settings, item.name)
+        if item.name in ("api_key", "jwt_secret") and value:
+            value = "***"
+        shown[item.name] = str(value) if isinstance(value, Path) else value
+    return shown
+
+
+def flag_names() -> Sequence[str]:
+    return [option.name for option in OPTIONS]

@@ -1,0 +1,95 @@
+"""Rooms and membership: who is in which room, and who is still catching up.
+
+A member joins in steps so that recovery has no gap and no duplicate: `begin_join` makes
+it collect the room's live messages in a buffer while its history is read and sent;
+`take_buffered` hands over what has collected; `go_live` moves it to the live set once the
+buffer is empty (the hub does that with no await in between).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+M = TypeVar("M")  # a member (the hub's connection object)
+P = TypeVar("P")  # what is buffered for a joining member
+
+
+@dataclass(slots=True)
+class Room(Generic[M, P]):
+    """Live members are kept apart by wire format (JSON or plain text), so that fan-out
+    hands each group its one pre-encoded payload without a per-recipient branch."""
+
+    name: str
+    live: dict[str, M] = field(default_factory=dict)
+    live_plain: dict[str, M] = field(default_factory=dict)
+    joining: dict[str, tuple[M, bool, list[P]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.live_plain) + len(self.joining)
+
+    def has(self, member_id: str) -> bool:
+        return (
+            member_id in self.live or member_id in self.live_plain or member_id in self.joining
+        )
+
+    def begin_join(self, member_id: str, member: M, *, plain: bool = False) -> None:
+        self.joining[member_id] = (member, plain, [])
+
+    def buffer(self, item: P) -> None:
+        for _, _, pending in self.joining.values():
+            pending.append(item)
+
+    def take_buffered(self, member_id: str) -> list[P]:
+        member, plain, pending = self.joining[member_id]
+        self.joining[member_id] = (member, plain, [])
+        return pending
+
+    def go_live(self, member_id: str) -> None:
+        member, plain, pending = self.joining.pop(member_id)
+        assert not pending, "go_live with buffered messages would lose them"
+        (self.live_plain if plain else self.live)[member_id] = member
+
+    def live_members(self) -> list[M]:
+        return [*self.live.values(), *self.live_plain.values()]
+
+    def remove(self, member_id: str) -> M | None:
+        member = self.live.pop(member_id, None)
+        if member is None:
+            member = self.live_plain.pop(member_id, None)
+        if member is None:
+            entry = self.joining.pop(member_id, None)
+            member = None if entry is None else entry[0]
+        return member
+
+
+class Rooms(Generic[M, P]):
+    """Every room with at least one member; empty rooms are dropped at once."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, Room[M, P]] = {}
+
+    def get(self, name: str) -> Room[M, P] | None:
+        return self._rooms.get(name)
+
+    def get_or_create(self, name: str) -> Room[M, P]:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = Room(name)
+        return room
+
+    def remove_member(self, name: str, member_id: str) -> M | None:
+        room = self._rooms.get(name)
+        if room is None:
+            return None
+        member = room.remove(member_id)
+        if not room:
+            del self._rooms[name]
+        return member
+
+    def member_count(self, name: str) -> int:
+        room = self._rooms.get(name)
+        return 0 if room is None else len(room.live) + len(room.live_plain)
+
+    def names(self) -> list[str]:
+        return list(self._rooms)

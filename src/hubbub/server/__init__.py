@@ -1,0 +1,1 @@
+"""The aiohttp adapter: sockets and HTTP around the hub."""

@@ -1,0 +1,143 @@
+"""The HTTP API: publish to rooms and read history from other programs (docs/http-api.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hubbub.config import Settings
+from hubbub.core import protocol as p
+from hubbub.core.codes import ErrorCode
+from hubbub.core.names import ROOM_RULE, is_valid_room
+from hubbub.core.store import StoreError
+from hubbub.hub import Hub
+from hubbub.server import keys
+from hubbub.server.security import bearer_ok
+
+routes = web.RouteTableDef()
+
+_STATUS = {
+    ErrorCode.BAD_JSON: 400,
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_ROOM: 400,
+    ErrorCode.INVALID_NICK: 400,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.ROOM_NOT_FOUND: 404,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+def error_response(status: int, code: str, reason: str, **headers: str) -> web.Response:
+    return web.json_response({"code": code, "reason": reason}, status=status,
+                             headers=headers or None, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _ok(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _refused(exc: p.ProtocolError) -> web.Response:
+    return error_response(_STATUS.get(exc.code, 400), exc.code.value, exc.reason)
+
+
+@web.middleware
+async def api_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """API key check and JSON errors for everything under /api/."""
+    if not request.path.startswith("/api/"):
+        response: web.StreamResponse = await handler(request)
+        return response
+    settings: Settings = request.app[keys.SETTINGS]
+    if not bearer_ok(request, settings.api_key):
+        return error_response(401, "unauthorized", "a valid API key is required",
+                              **{"WWW-Authenticate": 'Bearer realm="hubbub"'})
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "body_too_large",
+                              f"request body is larger than {settings.max_frame_bytes} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"),
+                                  exc.text or exc.reason)
+        raise
+    except p.ProtocolError as exc:
+        return _refused(exc)
+    except StoreError:
+        return error_response(503, ErrorCode.UNAVAILABLE.value,
+                              "the message store is unavailable; nothing was stored")
+    return response
+
+
+def _room(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not is_valid_room(room):
+        raise p.ProtocolError(ErrorCode.INVALID_ROOM, ROOM_RULE)
+    return room
+
+
+@routes.post("/api/rooms/{room}/messages")
+async def publish(request: web.Request) -> web.Response:
+    hub: Hub = request.app[keys.HUB]
+    room = _room(request)
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise p.ProtocolError(ErrorCode.BAD_JSON, f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise p.ProtocolError(ErrorCode.BAD_JSON, "body must be a JSON object")
+    text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
+    nick = body.get("from", "server")
+    nick = p.validate_nick(nick)
+    message = await hub.publish(room, text=text, data=data, nick=nick)
+    return _ok({"room": room, "id": message.id, "offset": message.offset,
+                "epoch": message.epoch, "ts": message.ts}, status=201)
+
+
+def _query_int(request: web.Request, name: str, default: int | None,
+               low: int, high: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise p.ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise p.ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be {bound}")
+    return value
+
+
+@routes.get("/api/rooms/{room}/messages")
+async def history(request: web.Request) -> web.Response:
+    hub: Hub = request.app[keys.HUB]
+    room = _room(request)
+    limit = _query_int(request, "limit", p.DEFAULT_HISTORY_LIMIT, 1, hub.limits.history_page_max)
+    assert limit is not None
+    after = _query_int(request, "after", None, 0, 2**63 - 1)
+    before = _query_int(request, "before", None, 0, 2**63 - 1)
+    page = await hub.store.read(room, after=after, before=before, limit=limit)
+    if page is None:
+        raise p.ProtocolError(ErrorCode.ROOM_NOT_FOUND, f"room {room!r} has never been used")
+    return _ok({"room": room, "epoch": page.state.epoch, "offset": page.state.offset,
+                "messages": [m.to_wire() for m in page.messages], "has_more": page.has_more})
+
+
+@routes.get("/api/rooms")
+async def rooms(request: web.Request) -> web.Response:
+    hub: Hub = request.app[keys.HUB]
+    return _ok({"rooms": await hub.room_list()})
+
+
+@routes.get("/api/rooms/{room}/members")
+async def members(request: web.Request) -> web.Response:
+    hub: Hub = request.app[keys.HUB]
+    room = _room(request)
+    return _ok({"room": room, "members": hub.members(room)})

@@ -1,0 +1,12 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hubbub.config import Settings
+from hubbub.hub import Hub
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+SOCKETS = web.AppKey("sockets", dict[str, web.WebSocketResponse])

@@ -1,0 +1,158 @@
+"""`GET /ws`: the WebSocket endpoint for both the plain-text and the JSON protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import cast
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from hubbub import __version__
+from hubbub.config import Settings
+from hubbub.core import protocol as p
+from hubbub.core.codes import CloseCode, ErrorCode
+from hubbub.core.names import NICK_RULE, guest_name, is_valid_nick
+from hubbub.fanout import Socket
+from hubbub.hub import LOBBY, Connection, Hub
+from hubbub.server import keys
+from hubbub.server.security import TokenError, decode_token, origin_allowed
+from hubbub.tasks import spawn
+
+log = logging.getLogger("hubbub.ws")
+
+SLOW_CLOSE_GRACE = 1.0
+"""Seconds a too-slow client's close frame may take before the connection is aborted."""
+
+
+class AiohttpSocket:
+    """The delivery engine's view of one aiohttp WebSocket (see `hubbub.fanout.Socket`)."""
+
+    __slots__ = ("framed", "request", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self.request = request
+        transport = request.transport
+        assert transport is not None
+        self.transport = transport
+        # Shared pre-framed bytes are only valid without per-connection compression.
+        self.framed = not ws.compress
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def buffered(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def closing(self) -> bool:
+        return self.transport.is_closing() or self.ws.closed
+
+    async def drain(self) -> None:
+        await self.request.writer.drain()
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    def close_too_slow(self) -> None:
+        spawn(self._close_slow(), "close-too-slow")
+
+    async def _close_slow(self) -> None:
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=CloseCode.TOO_SLOW, message=b"too slow"), SLOW_CLOSE_GRACE
+            )
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            if not self.transport.is_closing():
+                self.transport.abort()
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    settings: Settings = request.app[keys.SETTINGS]
+    hub: Hub = request.app[keys.HUB]
+    if not origin_allowed(request, settings.allowed_origins):
+        log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="origin not allowed\n")
+    nick = request.query.get("nick")
+    if nick is not None and not is_valid_nick(nick):
+        raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
+    expires: float | None = None
+    if settings.jwt_secret:
+        try:
+            claims = decode_token(request.query.get("token"), settings.jwt_secret)
+        except TokenError as exc:
+            raise web.HTTPUnauthorized(text=f"{exc}\n") from None
+        claimed = claims.get("nick")
+        if isinstance(claimed, str) and is_valid_nick(claimed):
+            nick = claimed
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) else None
+
+    ws = web.WebSocketResponse(
+        protocols=(p.SUBPROTOCOL,),
+        heartbeat=settings.heartbeat or None,
+        max_msg_size=settings.max_frame_bytes,
+        compress=settings.compression,
+    )
+    await ws.prepare(request)
+    plain = ws.ws_protocol != p.SUBPROTOCOL
+    socket = AiohttpSocket(ws, request)
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
+                       plain=plain)
+    request.app[keys.SOCKETS][conn.id] = ws
+    expiry = _schedule_expiry(ws, expires)
+    log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
+              conn.nick)
+    try:
+        await _greet(hub, conn, settings)
+        await _serve(ws, conn)
+    except Exception:
+        log.exception("connection %s failed", conn.id)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+        request.app[keys.SOCKETS].pop(conn.id, None)
+        await hub.disconnect(conn)
+        log.debug("connection %s closed with %s", conn.id, ws.close_code)
+    return ws
+
+
+async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
+    if conn.plain:
+        await hub.join(conn, p.Join((p.JoinSpec(LOBBY, history=settings.plain_history or None),)))
+        return
+    await conn.send(p.encode({
+        "type": "welcome", "protocol": p.SUBPROTOCOL, "server": f"hubbub/{__version__}",
+        "id": conn.id, "nick": conn.nick, "heartbeat": settings.heartbeat,
+        "limits": hub.limits.to_wire(),
+    }))
+
+
+async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await conn.handle_text(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            if conn.plain:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
+                               message=b"binary frames are not supported")
+                return
+            await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
+                                          "send JSON in text frames"))
+        elif msg.type == WSMsgType.ERROR:
+            log.info("connection %s: %s", conn.id, ws.exception())
+
+
+def _schedule_expiry(ws: web.WebSocketResponse, expires: float | None) -> asyncio.Handle | None:
+    if expires is None:
+        return None
+    delay = max(expires - time.time(), 0.0)
+
+    def close() -> None:
+        spawn(ws.close(code=CloseCode.UNAUTHORIZED, message=b"token expired"), "token-expiry")
+
+    return asyncio.get_running_loop().call_later(delay, close)
