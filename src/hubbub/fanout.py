@@ -90,7 +90,7 @@ class Outlet:
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Write what is pending, then stop any writer task."""
 
 

@@ -46,8 +46,10 @@ class Room(Generic[M, P]):
         return pending
 
     def go_live(self, member_id: str) -> None:
-        member, plain, pending = self.joining.pop(member_id)
-        assert not pending, "go_live with buffered messages would lose them"
+        member, plain, pending = self.joining[member_id]
+        if pending:
+            raise RuntimeError("go_live with buffered messages would lose them")
+        del self.joining[member_id]
         (self.live_plain if plain else self.live)[member_id] = member
 
     def live_members(self) -> list[M]:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian chromium, redis-server, tmux; Python packages
+# into .venv), then run them all: ruff, mypy, pytest. Extra arguments go to pytest.
+source "$(dirname "$0")/_env.sh"
+apt_install chromium redis-server tmux
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "== ruff"
+.venv/bin/ruff check src tests benchmarks examples scripts
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/pytest -q "$@"

@@ -1,0 +1,107 @@
+"""Names, frames, the outbox, the rate limiter and the room registry."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from hubbub.core.names import guest_name, is_valid_nick, is_valid_room
+from hubbub.core.outbox import Outbox
+from hubbub.core.ratelimit import TokenBucket
+from hubbub.core.rooms import Rooms
+from hubbub.core.wsframe import text_frame
+
+
+def decode_with_websockets(data: bytes) -> Frame:
+    """Parse with the `websockets` library's own sans-I/O frame reader (client side)."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame: Frame = done.value
+        return frame
+    raise AssertionError("incomplete frame")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frames_of_every_length_class_decode(size: int) -> None:
+    payload = b"x" * size
+    frame = decode_with_websockets(text_frame(payload))
+    assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload
+
+
+@given(st.text(max_size=300))
+def test_any_text_round_trips(text: str) -> None:
+    payload = text.encode("utf-8", "surrogatepass")
+    assert decode_with_websockets(text_frame(payload)).data == payload
+
+
+@pytest.mark.parametrize("name", ["lobby", "a", "x" * 64, "dev:ops", "a@b", "c.d-e_f", "日本"])
+def test_valid_rooms(name: str) -> None:
+    assert is_valid_room(name)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 65, "a b", "a/b", "a#b", "a\x00", "a\n", None, 5])
+def test_invalid_rooms(name: object) -> None:
+    assert not is_valid_room(name)
+
+
+@pytest.mark.parametrize("nick", ["", " a", "a ", "a  b", "a\tb", "x" * 33, "a:b", "<b>", 3])
+def test_invalid_nicks(nick: object) -> None:
+    assert not is_valid_nick(nick)
+
+
+def test_guest_names_are_valid_nicks() -> None:
+    assert all(is_valid_nick(guest_name()) for _ in range(50))
+
+
+def test_outbox_coalesces_and_refuses_past_its_limit() -> None:
+    box = Outbox(limit=10)
+    assert box.push(b"abc") and box.push(b"def")
+    assert box.size == 6 and len(box) == 2
+    assert not box.push(b"12345")  # 6 + 5 > 10
+    assert box.overflowed
+    assert not box.push(b"1")  # once overflowed, stays refused
+    assert box.take() == b"abcdef"
+    assert box.size == 0 and not box
+
+
+def test_outbox_counts_what_the_socket_already_holds() -> None:
+    box = Outbox(limit=10)
+    assert not box.push(b"abc", already_buffered=8)
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(0.0) == pytest.approx(0.5)
+    assert bucket.take(0.5) == 0.0
+    assert TokenBucket(rate=0, burst=1, now=0.0).take(0.0) == 0.0
+
+
+def test_rooms_buffer_for_joining_members_until_they_go_live() -> None:
+    rooms: Rooms[str, int] = Rooms()
+    room = rooms.get_or_create("r")
+    room.begin_join("m1", "member-1")
+    room.buffer(1)
+    room.buffer(2)
+    assert room.take_buffered("m1") == [1, 2]
+    room.go_live("m1")
+    assert room.live == {"m1": "member-1"}
+    room.begin_join("m2", "member-2", plain=True)
+    room.buffer(3)
+    with pytest.raises(RuntimeError):
+        room.go_live("m2")  # would drop message 3
+    room.take_buffered("m2")
+    room.go_live("m2")
+    assert room.live_plain == {"m2": "member-2"}
+    assert rooms.member_count("r") == 2
+    rooms.remove_member("r", "m1")
+    rooms.remove_member("r", "m2")
+    assert rooms.get("r") is None

@@ -1,0 +1,216 @@
+"""The hub without a network: joins, recovery, presence, publishing, under every strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from hubbub.core import protocol as p
+from hubbub.core.limits import Limits
+from hubbub.core.memory_store import MemoryStore
+from hubbub.core.store import HistoryPage, RoomState
+from hubbub.fanout import Socket, make_delivery
+from hubbub.hub import Connection, Hub
+from memsocket import MemorySocket
+
+STRATEGIES = ["auto", "sequential", "concurrent", "queued"]
+
+
+class SlowStore(MemoryStore):
+    """Yields to the loop inside every read, as a real store's thread hop does."""
+
+    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
+        await asyncio.sleep(0)
+        return await super().room_state(room, create=create)
+
+    async def read(self, room: str, *, after: int | None = None, before: int | None = None,
+                   limit: int) -> HistoryPage | None:
+        for _ in range(random.randint(0, 3)):
+            await asyncio.sleep(0)
+        return await super().read(room, after=after, before=before, limit=limit)
+
+
+def make_hub(strategy: str = "auto", store: MemoryStore | None = None) -> Hub:
+    limits = Limits(rate_per_second=0, history_page_max=7)
+    return Hub(store or MemoryStore(), make_delivery(strategy, 1 << 22), limits)
+
+
+def connect(hub: Hub, nick: str = "n", plain: bool = False) -> tuple[Connection, MemorySocket]:
+    sock = MemorySocket()
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick=nick, plain=plain)
+    return conn, sock
+
+
+async def settle() -> None:
+    # Writer tasks (queued strategy) take a loop pass per frame; let them all finish.
+    for _ in range(500):
+        await asyncio.sleep(0)
+
+
+async def request(conn: Connection, **fields: Any) -> None:
+    await conn.handle_text(orjson.dumps(fields).decode())
+
+
+def of_type(sock: MemorySocket, kind: str) -> list[dict[str, Any]]:
+    return [e for e in sock.events() if e["type"] == kind]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_join_since_is_gap_free_while_others_publish(strategy: str) -> None:
+    hub = make_hub(strategy, SlowStore())
+    publisher, _ = connect(hub, "pub")
+    await request(publisher, type="join", rooms=["r"])
+    for n in range(30):
+        await request(publisher, type="publish", room="r", text=f"early {n}")
+    epoch = (await hub.store.room_state("r")).epoch  # type: ignore[union-attr]
+
+    async def publish_more() -> None:
+        for n in range(60):
+            await request(publisher, type="publish", room="r", text=f"late {n}")
+            await asyncio.sleep(0)
+
+    subscribers = [connect(hub, f"s{i}") for i in range(5)]
+    publishing = asyncio.create_task(publish_more())
+    for i, (conn, _) in enumerate(subscribers):
+        await asyncio.sleep(0)
+        await request(conn, type="join", rooms=[{"room": "r", "since": {"offset": i * 5,
+                                                                        "epoch": epoch}}])
+    await publishing
+    await settle()
+    for i, (_, sock) in enumerate(subscribers):
+        offsets = [e["offset"] for e in of_type(sock, "message")]
+        assert offsets == list(range(i * 5 + 1, 91)), f"subscriber {i}"
+        assert of_type(sock, "joined")[0]["rooms"][0]["recovered"] is True
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_a_plain_join_sees_history_boundary_then_live_without_overlap(strategy: str) -> None:
+    hub = make_hub(strategy, SlowStore())
+    publisher, _ = connect(hub)
+    await request(publisher, type="join", rooms=["r"])
+
+    async def publish() -> None:
+        for n in range(40):
+            await request(publisher, type="publish", room="r", text=str(n))
+
+    task = asyncio.create_task(publish())
+    await asyncio.sleep(0)
+    late, sock = connect(hub)
+    await request(late, type="join", rooms=["r"])
+    await task
+    await settle()
+    joined_offset = of_type(sock, "joined")[0]["rooms"][0]["offset"]
+    live = [e["offset"] for e in of_type(sock, "message")]
+    assert live == list(range(joined_offset + 1, 41))
+
+
+async def test_recovery_refusals_say_why() -> None:
+    hub = make_hub()
+    conn, sock = connect(hub)
+    await request(conn, type="join", rooms=["r"])
+    for n in range(3):
+        await request(conn, type="publish", room="r", text=str(n))
+    await settle()
+    other, other_sock = connect(hub)
+    await request(other, type="join", ref=1, rooms=[
+        {"room": "r", "since": {"offset": 1, "epoch": "not-it"}}])
+    await request(other, type="leave", rooms=["r"])
+    await request(other, type="join", ref=2, rooms=[
+        {"room": "r", "since": {"offset": 99, "epoch": of_type(sock, "ack")[0]["epoch"]}}])
+    await settle()
+    entries = [e["rooms"][0] for e in of_type(other_sock, "joined")]
+    assert [(e["recovered"], e.get("reason")) for e in entries] == [
+        (False, "epoch_changed"), (False, "offset_ahead")]
+    assert of_type(other_sock, "message") == []
+
+
+async def test_truncated_history_is_not_passed_off_as_recovery() -> None:
+    hub = make_hub()
+    conn, sock = connect(hub)
+    await request(conn, type="join", rooms=["r"])
+    for n in range(10):
+        await request(conn, type="publish", room="r", text=str(n))
+    await hub.store.trim(max_count=3, max_age_ms=None, now_ms=0)
+    await settle()
+    epoch = of_type(sock, "ack")[0]["epoch"]
+    other, other_sock = connect(hub)
+    await request(other, type="join", rooms=[{"room": "r", "since": {"offset": 2, "epoch": epoch}}])
+    await settle()
+    assert of_type(other_sock, "joined")[0]["rooms"][0]["reason"] == "history_truncated"
+
+
+async def test_history_option_replays_the_latest_messages() -> None:
+    hub = make_hub()
+    conn, _ = connect(hub)
+    await request(conn, type="join", rooms=["r"])
+    for n in range(10):
+        await request(conn, type="publish", room="r", text=str(n))
+    other, sock = connect(hub)
+    await request(other, type="join", rooms=[{"room": "r", "history": 4}])
+    await settle()
+    assert [e["text"] for e in of_type(sock, "message")] == ["6", "7", "8", "9"]
+
+
+async def test_presence_goes_to_others_not_to_self() -> None:
+    hub = make_hub()
+    alice, alice_sock = connect(hub, "alice")
+    bob, bob_sock = connect(hub, "bob")
+    await request(alice, type="join", rooms=["r"])
+    await request(bob, type="join", rooms=["r"])
+    await request(bob, type="nick", nick="robert", ref="n")
+    await request(bob, type="leave", rooms=["r"])
+    await settle()
+    events = [(e["event"], e["member"]["nick"]) for e in of_type(alice_sock, "presence")]
+    assert events == [("join", "bob"), ("nick", "robert"), ("leave", "robert")]
+    assert of_type(bob_sock, "presence") == []
+    assert of_type(bob_sock, "nick_set") == [{"type": "nick_set", "ref": "n", "nick": "robert"}]
+
+
+async def test_plain_and_json_members_share_a_room() -> None:
+    hub = make_hub()
+    plain, plain_sock = connect(hub, "ann", plain=True)
+    await hub.join(plain, p.Join((p.JoinSpec("lobby"),)))
+    json_conn, json_sock = connect(hub, "joe")
+    await request(json_conn, type="join", rooms=["lobby"])
+    await plain.handle_text("hi?")
+    await request(json_conn, type="publish", room="lobby", text="No.")
+    await hub.publish("lobby", data={"n": 1}, nick="ops")
+    await settle()
+    assert plain_sock.received() == ["ann: hi?", "joe: No.", 'ops: {"n":1}']
+    assert [e["from"] for e in of_type(json_sock, "message")] == ["ann", "joe", "ops"]
+
+
+async def test_a_failing_store_gives_unavailable_and_nothing_is_delivered() -> None:
+    class BrokenStore(MemoryStore):
+        async def append(self, draft: Any) -> Any:
+            from hubbub.core.store import StoreError
+
+            raise StoreError("disk full")
+
+    hub = make_hub(store=BrokenStore())
+    conn, sock = connect(hub)
+    await request(conn, type="join", rooms=["r"])
+    await request(conn, type="publish", room="r", text="lost?", ref="p")
+    await settle()
+    assert [e["code"] for e in of_type(sock, "error")] == ["unavailable"]
+    assert of_type(sock, "message") == []
+
+
+async def test_a_bug_in_a_handler_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BuggyStore(MemoryStore):
+        async def rooms(self) -> Any:
+            raise ZeroDivisionError("oops")
+
+    hub = make_hub(store=BuggyStore())
+    conn, sock = connect(hub)
+    await request(conn, type="rooms", ref=1)
+    await settle()
+    assert [e["code"] for e in of_type(sock, "error")] == ["internal"]
+    record = next(r for r in caplog.records if r.name == "hubbub.hub")
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
