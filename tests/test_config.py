@@ -102,3 +102,12 @@ def test_bad_config_files(tmp_path: Path, content: str, needle: str) -> None:
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load(flags("--config", str(tmp_path / "nope.toml")), environ={})
+
+
+def test_operations_doc_lists_every_setting() -> None:
+    from hubbub.config import OPTIONS
+
+    doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    for option in OPTIONS:
+        assert f"| `{option.name}` |" in doc, f"{option.name} missing from docs/operations.md"
+        assert f"`HUBBUB_{option.name.upper()}`" in doc
