@@ -57,25 +57,30 @@ class Connection:
         await self.hub.delivery.send(self.outlet, Payload(data))
 
     async def handle_text(self, text: str) -> None:
-        """One text frame from this client. Never raises: failures become replies."""
+        """One text frame from this client. Never raises: failures become replies that
+        carry the request's `ref` whenever the frame got far enough to have one."""
         wait = self.limiter.take(time.monotonic())
         if wait:
             await self._refuse(ErrorCode.RATE_LIMITED, "too many requests", None,
                                retry_after=int(wait * 1000) + 1)
             return
+        ref: p.Ref | None = None
         try:
             if self.plain:
                 await self.hub.publish_from(self, LOBBY, text, None, None)
-            else:
-                await self.hub.dispatch(self, p.parse_request(text, self.hub.limits))
+                return
+            request = p.parse_request(text, self.hub.limits)
+            ref = request.ref
+            await self.hub.dispatch(self, request)
         except p.ProtocolError as exc:
-            await self._refuse(exc.code, exc.reason, exc.ref)
+            await self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
         except StoreError as exc:
             log.error("store failed for connection %s: %s", self.id, exc)
-            await self._refuse(ErrorCode.UNAVAILABLE, "the message store is unavailable", None)
+            await self._refuse(ErrorCode.UNAVAILABLE,
+                               "the message store is unavailable; nothing was stored", ref)
         except Exception:
             log.exception("request from connection %s failed", self.id)
-            await self._refuse(ErrorCode.INTERNAL, "internal server error", None)
+            await self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
 
     async def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
                       **extra: Any) -> None:
