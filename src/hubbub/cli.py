@@ -26,25 +26,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s plugin module is imported, so start-up stays quick."""
     parser = _Parser(prog="hubbub", description="Real-time chat and pub/sub server.")
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = commands.add_parser("serve", help="run the server")
     add_arguments(serve)
     for name, (module_name, summary) in PLUGINS.items():
-        sub = commands.add_parser(name, help=summary, add_help=True)
+        sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(plugin=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        module.add_arguments(sub)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((arg for arg in argv if not arg.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -61,10 +61,11 @@ class Connection:
         carry the request's `ref` whenever the frame got far enough to have one."""
         wait = self.limiter.take(time.monotonic())
         if wait:
-            await self._refuse(ErrorCode.RATE_LIMITED, "too many requests", None,
+            ref = None if self.plain else p.peek_ref(text)
+            await self._refuse(ErrorCode.RATE_LIMITED, "too many requests", ref,
                                retry_after=int(wait * 1000) + 1)
             return
-        ref: p.Ref | None = None
+        ref = None
         try:
             if self.plain:
                 await self.hub.publish_from(self, LOBBY, text, None, None)

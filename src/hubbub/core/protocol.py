@@ -124,6 +124,15 @@ def parse_request(frame: str | bytes, limits: Limits) -> Request:
         raise
 
 
+def peek_ref(frame: str | bytes) -> Ref | None:
+    """The frame's `ref` if it has a valid one, else None; for refusing a frame unread."""
+    try:
+        obj = orjson.loads(frame)
+        return _ref(obj) if isinstance(obj, dict) else None
+    except (orjson.JSONDecodeError, ProtocolError):
+        return None
+
+
 def _ref(obj: Mapping[str, Any]) -> Ref | None:
     ref = obj.get("ref")
     if ref is None:
