@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -468,7 +469,7 @@ class Client:
             message = _refusal(where, exc.status, self._origin)
             raise ConnectionFailed(message, status=exc.status) from exc
         except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error) or str(exc)
+            reason = _os_reason(exc)
             raise ConnectionFailed(f"cannot reach {where}: {reason}") from exc
         except TimeoutError:
             raise ConnectionFailed(
@@ -768,3 +769,9 @@ def _refusal(where: str, status: int, origin: str | None) -> str:
 def connect(url: str, **options: Any) -> Client:
     """`async with connect(url, nick=..., reconnect=...) as chat:`; see `Client`."""
     return Client(url, **options)
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    # aiohttp's strerror is "Connect call failed (...)"; the errno's text says why.
+    errno = exc.os_error.errno
+    return os.strerror(errno) if errno else str(exc.os_error) or str(exc)

@@ -1,6 +1,6 @@
 """Typed values the client hands out: events from `async for`, and request results.
 
-All are frozen dataclasses, so they can be shared between tasks and used as dict keys.
+All are frozen dataclasses, so one event can be handed to several tasks without copies.
 """
 
 from __future__ import annotations

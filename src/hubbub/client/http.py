@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import aiohttp
@@ -74,7 +75,7 @@ async def publish(
                 raw = await resp.read()
                 status = resp.status
     except aiohttp.ClientConnectorError as exc:
-        reason = exc.os_error.strerror or str(exc.os_error) or str(exc)
+        reason = _os_reason(exc)
         raise ConnectionFailed(f"cannot reach {base}: {reason}") from exc
     except TimeoutError:
         raise ConnectionFailed(f"no answer from {base} within {request_timeout:g} s") from None
@@ -99,3 +100,9 @@ def _answer(status: int, raw: bytes, endpoint: yarl.URL) -> Ack:
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{endpoint} answered {status} without a JSON object")
     return wire.ack(obj)
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    # aiohttp's strerror is "Connect call failed (...)"; the errno's text says why.
+    errno = exc.os_error.errno
+    return os.strerror(errno) if errno else str(exc.os_error) or str(exc)
