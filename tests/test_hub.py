@@ -214,3 +214,16 @@ async def test_a_bug_in_a_handler_is_logged_with_its_traceback(
     assert [e["code"] for e in of_type(sock, "error")] == ["internal"]
     record = next(r for r in caplog.records if r.name == "hubbub.hub")
     assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+
+
+async def test_refusals_are_logged_but_a_flood_is_not(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="hubbub.hub")
+    hub = make_hub()
+    conn, sock = connect(hub, "mallory")
+    for _ in range(250):
+        await conn.handle_text("not json")
+    await settle()
+    assert len(of_type(sock, "error")) == 250
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 10 + 2  # the first ten, then #100 and #200
+    assert "mallory" in lines[0] and "bad_json" in lines[0]

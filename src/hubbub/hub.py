@@ -28,6 +28,10 @@ from hubbub.fanout import Delivery, Outlet, Payload
 log = logging.getLogger("hubbub.hub")
 
 LOBBY = "lobby"
+LOGGED_REFUSALS = 10
+"""Refusals logged per connection before only every 100th is: a client sending garbage in
+a loop must not be able to flood the log."""
+
 RECOVERY_MAX = 10_000
 """Most messages replayed to one joining member; further back counts as truncated, so a
 reconnecting client reloads instead of the server buffering an unbounded backlog."""
@@ -49,6 +53,7 @@ class Connection:
         self.rooms: set[str] = set()
         self.limiter = TokenBucket(hub.limits.rate_per_second, hub.limits.rate_burst,
                                    time.monotonic())
+        self.refusals = 0
 
     def member(self) -> dict[str, str]:
         return {"id": self.id, "nick": self.nick}
@@ -85,6 +90,10 @@ class Connection:
 
     async def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
                       **extra: Any) -> None:
+        self.refusals += 1
+        if self.refusals <= LOGGED_REFUSALS or self.refusals % 100 == 0:
+            log.info("connection %s (%s): refused #%d: %s: %s", self.id, self.nick,
+                     self.refusals, code.value, reason)
         if self.plain:
             await self.send(f"error: {reason}".encode())
         else:

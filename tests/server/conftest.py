@@ -1,0 +1,33 @@
+"""Module-scoped servers: one process per test module where its tests don't interfere.
+
+Starting a server costs about half a second; the end-to-end suite would spend most of its
+time on that if every test had its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from support.server import ServerProcess
+
+ModuleServer = Callable[..., ServerProcess]
+
+
+@contextmanager
+def running(factory: pytest.TempPathFactory, *flags: str,
+            env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(factory.mktemp("srv") / "data", *flags, env=env).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Default settings but the memory store and no rate limit, shared by a module."""
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0") as server:
+        yield server
