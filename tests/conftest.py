@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.server import ServerProcess
-
-ServerFactory = Callable[..., ServerProcess]
+from support.server import ServerFactory, ServerProcess
 
 
 @pytest.fixture

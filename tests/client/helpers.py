@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiohttp
 
 from hubbub.client import Client, Event, Message
-from support.server import ServerProcess
 
 E = TypeVar("E")
-ServerFactory = Callable[..., ServerProcess]
 """The `start_server` fixture of tests/conftest.py."""
 
 WAIT = 10.0

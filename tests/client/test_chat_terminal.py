@@ -9,9 +9,9 @@ import sys
 import pexpect
 
 from hubbub.client import PresenceEvent, Reconnected, ReconnectPolicy, connect
-from support.server import ServerProcess
+from support.server import ServerFactory, ServerProcess
 
-from .helpers import WAIT, ServerFactory, next_from, next_of
+from .helpers import WAIT, next_from, next_of
 
 
 class Terminal:

@@ -9,9 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hubbub.client import ConnectionFailed, connect
-from support.server import ServerProcess, free_port
-
-from .helpers import ServerFactory
+from support.server import ServerFactory, ServerProcess, free_port
 
 
 async def test_unreachable_server(shared_server: ServerProcess) -> None:

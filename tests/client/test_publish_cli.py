@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from hubbub.client import Message, connect
-from support.server import ServerProcess, free_port
+from support.server import ServerFactory, ServerProcess, free_port
 
-from .helpers import ServerFactory, messages
+from .helpers import messages
 
 
 async def hubbub(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

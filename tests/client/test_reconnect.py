@@ -17,9 +17,9 @@ from hubbub.client import (
     RequestTimeout,
     connect,
 )
-from support.server import ServerProcess
+from support.server import ServerFactory, ServerProcess
 
-from .helpers import ServerFactory, drain, messages, next_of, post
+from .helpers import drain, messages, next_of, post
 
 FAST = ReconnectPolicy(base=0.2, max_delay=1.0)
 

@@ -7,23 +7,12 @@ time on that if every test had its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 ModuleServer = Callable[..., ServerProcess]
-
-
-@contextmanager
-def running(factory: pytest.TempPathFactory, *flags: str,
-            env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    server = ServerProcess(factory.mktemp("srv") / "data", *flags, env=env).start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ import pytest
 from rawws import OP_TEXT, RawWebSocket, frame
 from wsclient import JsonClient, http_get_json, join, json_client, unique
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(60)
 

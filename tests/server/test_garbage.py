@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from rawws import OP_TEXT, RawWebSocket, frame
 from wsclient import JsonClient, http_get_json, json_client
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(90)
 

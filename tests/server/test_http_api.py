@@ -10,8 +10,7 @@ import aiohttp
 import pytest
 from wsclient import http_get_json, http_post_json, join, json_client, plain_client, unique
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,11 +19,10 @@ from wsclient import (
     unique,
 )
 
-from support.server import ServerProcess
+from support.server import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 
-ServerFactory = Callable[..., ServerProcess]
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,

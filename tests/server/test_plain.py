@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 from wsclient import http_post_json, join, json_client, plain_client
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(60)
 

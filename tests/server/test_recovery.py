@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from wsclient import join, json_client, unique
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,8 +10,7 @@ import jwt
 import pytest
 from wsclient import TIMEOUT, json_client, plain_client
 
-from conftest import running
-from support.server import ServerProcess
+from support.server import ServerProcess, running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+import pytest
 
 
 def free_port() -> int:
@@ -100,3 +104,18 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+ServerFactory = Callable[..., "ServerProcess"]
+"""The `start_server` fixture: `start_server("--store", "memory", env={...})`."""
+
+
+@contextmanager
+def running(factory: pytest.TempPathFactory, *flags: str,
+            env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A server for a whole module (started once, killed when the block ends)."""
+    server = ServerProcess(factory.mktemp("srv") / "data", *flags, env=env).start()
+    try:
+        yield server
+    finally:
+        server.kill()
