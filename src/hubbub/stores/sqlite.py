@@ -14,6 +14,7 @@ Layout and threads:
 - Reads (`read`) run on a small thread pool, each thread with its own read-only
   connection; WAL lets them run while the writer commits, and every read transaction sees
   every commit that finished before it began, hence every acknowledged append.
+- WAL checkpoints run on their own thread (`checkpointer.py`), so no commit waits for one.
 - `room_state` and `rooms` answer from a copy of each room's state on the event loop that
   is updated from committed transactions just before their appends are acknowledged, so
   they need no I/O and never report an offset that was not stored.
@@ -28,8 +29,11 @@ loses power) and waits up to `commit_window_ms` to gather bigger batches.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import queue
+import re
 import sqlite3
 import stat
 import threading
@@ -51,6 +55,7 @@ from hubbub.core.store import (
     StoreOpenError,
     new_epoch,
 )
+from hubbub.stores.checkpointer import Checkpointer
 from hubbub.stores.lockfile import LockFile, LockHeld
 from hubbub.stores.migrations import SCHEMA_VERSION, migrate, schema_version
 
@@ -61,6 +66,15 @@ Durability = Literal["fsync", "batch"]
 TRIM_CHUNK = 2000
 """Most rows one retention transaction deletes, so that appends queued behind it wait for
 at most one small transaction rather than for a whole retention pass."""
+
+BATCH_IDLE_GAP_MS = 0.2
+"""In `batch` mode, the writer stops gathering once the queue stayed empty this long: under
+load appends arrive far more often than this, and when they do not, nobody is left to wait
+for (closed-loop publishers are all waiting for acks)."""
+
+WRITER_AUTOCHECKPOINT_PAGES = 20_000
+"""The writer's own automatic checkpoint threshold (80 MB of WAL at 4 KiB pages): only a
+safety net, normally the checkpoint thread keeps the WAL far smaller."""
 
 _MAX_OFFSET = 2**62
 """Offsets from the wire are clamped to this so that SQLite's 64-bit integers never
@@ -154,11 +168,16 @@ class SQLiteStore(MessageStore):
         self._rows: dict[str, _Row] = {}  # writer thread only
         self._states: dict[str, RoomState] = {}  # event loop only
         self._readers: ThreadPoolExecutor | None = None
+        self._checkpointer: Checkpointer | None = None
         self._local = threading.local()
         self._rconns: list[sqlite3.Connection] = []
         self._rconns_lock = threading.Lock()
         self._open = False
         self._closing = False
+        self.commits = 0
+        """Transactions committed by the writer (appends and room creations)."""
+        self.appends = 0
+        """Appends committed; `appends / commits` is the mean group-commit size."""
 
     # ---------------------------------------------------------------- open / close
 
@@ -170,6 +189,9 @@ class SQLiteStore(MessageStore):
         self._readers = ThreadPoolExecutor(
             max_workers=self._read_threads, thread_name_prefix="hubbub-sqlite-read"
         )
+        self._checkpointer = Checkpointer(self.path,
+                                          busy_timeout_s=self._busy_timeout_ms / 1000)
+        self._checkpointer.start()
         self._writer = threading.Thread(
             target=self._run_writer, name="hubbub-sqlite-writer", daemon=True
         )
@@ -230,6 +252,9 @@ class SQLiteStore(MessageStore):
                 raise StoreOpenError(f"{path}: the file system does not support WAL mode")
             sync = "FULL" if self.durability == "fsync" else "NORMAL"
             conn.execute(f"PRAGMA synchronous={sync}")
+            # Checkpoints normally run on their own thread (see checkpointer.py); this
+            # threshold only matters if that thread falls behind.
+            conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES:d}")
             applied = migrate(conn)
             if applied:
                 log.info("migrated %s to schema version %d", path, applied[-1])
@@ -282,6 +307,8 @@ class SQLiteStore(MessageStore):
         # The stop request queues behind every pending write, so they all finish first.
         self._queue.put(_Stop())
         await asyncio.to_thread(self._writer.join)
+        assert self._checkpointer is not None
+        await asyncio.to_thread(self._checkpointer.stop)
         readers = self._readers
         await asyncio.to_thread(readers.shutdown, True)
         with self._rconns_lock:
@@ -290,7 +317,8 @@ class SQLiteStore(MessageStore):
             self._rconns.clear()
         self._lock.release()
         self._open = False
-        log.info("SQLite store %s closed", self.path)
+        log.info("SQLite store %s closed after %d appends in %d commits", self.path,
+                 self.appends, self.commits)
 
     # ---------------------------------------------------------------- writes
 
@@ -300,10 +328,7 @@ class SQLiteStore(MessageStore):
 
     async def append(self, draft: Draft) -> Message:
         self._check_usable()
-        try:
-            data_json = None if draft.data is None else orjson.dumps(draft.data).decode()
-        except TypeError as exc:
-            raise StoreError(f"message data cannot be stored as JSON: {exc}") from exc
+        data_json = None if draft.data is None else encode_data(draft.data)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         self._queue.put(_Append(draft, data_json, loop, future))
@@ -362,27 +387,35 @@ class SQLiteStore(MessageStore):
             conn.close()
 
     def _gather(self, batch: list[_Batchable]) -> _Op | None:
-        """Add queued appends to `batch`; return a non-batchable request met on the way."""
-        deadline: float | None = None
-        while len(batch) < self._max_batch:
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                if not self._window:
-                    return None
-                if deadline is None:
-                    deadline = time.monotonic() + self._window
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
+        """Add queued appends to `batch`; return a non-batchable request met on the way.
+
+        In `batch` mode it keeps gathering until the commit window closes, but stops early
+        once no append arrived during a `BATCH_IDLE_GAP_MS` pause: when every publisher is
+        waiting for its ack nothing more can come, and waiting would only add latency. It
+        pauses with `time.sleep` rather than a blocking `get`, because a thread blocked in
+        `get` is woken by every single `put`: a context switch and a GIL hand-over per
+        append instead of per pause.
+        """
+        deadline = time.monotonic() + self._window
+        paused = False
+        while True:
+            grew = False
+            while len(batch) < self._max_batch:
                 try:
-                    op = self._queue.get(timeout=remaining)
+                    op = self._queue.get_nowait()
                 except queue.Empty:
-                    return None
-            if isinstance(op, _Trim | _Stop):
-                return op
-            batch.append(op)
-        return None
+                    break
+                if isinstance(op, _Trim | _Stop):
+                    return op
+                batch.append(op)
+                grew = True
+            if len(batch) >= self._max_batch or (paused and not grew):
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(remaining, BATCH_IDLE_GAP_MS / 1000))
+            paused = True
 
     def _guard(self, step: Callable[[sqlite3.Connection, T], None], conn: sqlite3.Connection,
                arg: T) -> None:
@@ -391,6 +424,12 @@ class SQLiteStore(MessageStore):
             step(conn, arg)
         except Exception:
             log.exception("SQLite writer step failed")
+            # A transaction left open would make every later BEGIN fail.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback after a failed writer step failed")
             ops = arg if isinstance(arg, list) else [arg]
             self._fail(ops, "internal error in the message store")
 
@@ -417,17 +456,9 @@ class SQLiteStore(MessageStore):
         created = now_ms()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO rooms (name, epoch, last_offset, created_ms) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET last_offset = excluded.last_offset",
-                [(room, row.epoch, row.last, created) for room, row in staged.items()],
-            )
-            if messages:
-                conn.executemany(
-                    "INSERT INTO messages (room, offset, id, nick, sender, text, data, ts)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    messages,
-                )
+            _insert_rows(conn, _ROOMS_INSERT, _ROOMS_UPSERT,
+                         [(room, row.epoch, row.last, created) for room, row in staged.items()])
+            _insert_rows(conn, _MESSAGES_INSERT, "", messages)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("commit of %d writes failed: %s", len(batch), exc)
@@ -435,6 +466,10 @@ class SQLiteStore(MessageStore):
             self._fail(batch, f"the message store could not commit: {exc}")
             return
         self._rows.update(staged)
+        self.commits += 1
+        self.appends += len(messages)
+        if self._checkpointer is not None:
+            self._checkpointer.note_commit()
         states = {room: row.state() for room, row in staged.items()}
         resolved: list[tuple[asyncio.Future[Any], Any]] = []
         for op, message in zip(batch, results, strict=True):
@@ -635,10 +670,64 @@ class SQLiteStore(MessageStore):
         state = RoomState(epoch, last, last + 1 if first is None else first)
         messages = [
             Message(room, offset, epoch, id_, nick, sender, text,
-                    None if data is None else orjson.loads(data), ts)
+                    None if data is None else decode_data(data), ts)
             for offset, id_, nick, sender, text, data, ts in rows
         ]
         return HistoryPage(state, messages, has_more)
+
+
+_ROOMS_INSERT = "INSERT INTO rooms (name, epoch, last_offset, created_ms) VALUES "
+_ROOMS_UPSERT = " ON CONFLICT (name) DO UPDATE SET last_offset = excluded.last_offset"
+_MESSAGES_INSERT = "INSERT INTO messages (room, offset, id, nick, sender, text, data, ts) VALUES "
+
+ROWS_PER_STATEMENT = 64
+"""Rows in one multi-row INSERT. Python's sqlite3 drops the GIL around every
+`sqlite3_step`, once per row with `executemany`; each time the event loop thread takes it
+and the writer then waits for it back (a context switch, or up to the 5 ms switch
+interval). One statement per up to 64 rows makes that once per chunk. 64 rows x 8 columns
+stays below the 999 bound parameters that old SQLite builds allow."""
+
+
+@functools.lru_cache(maxsize=32)
+def _multi_row_sql(head: str, tail: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return head + ", ".join([one] * rows) + tail
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, tail: str,
+                 rows: list[tuple[Any, ...]]) -> None:
+    index = 0
+    while index < len(rows):
+        # Power-of-two chunk sizes keep the number of distinct statements (and so the
+        # statement cache) small.
+        count = 1 << (min(len(rows) - index, ROWS_PER_STATEMENT).bit_length() - 1)
+        chunk = rows[index : index + count]
+        sql = _multi_row_sql(head, tail, len(chunk[0]), count)
+        conn.execute(sql, [value for row in chunk for value in row])
+        index += count
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def encode_data(data: Any) -> str:
+    """`data` as compact JSON text; integers beyond 64 bits are kept exactly."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        pass
+    try:
+        # orjson refuses integers beyond 64 bits; the standard library keeps them exactly.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"message data cannot be stored as JSON: {exc}") from exc
+
+
+def decode_data(text: str) -> Any:
+    # orjson would turn integers beyond 64 bits into floats; such text has 19+ digit runs.
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 def default_path(data_dir: Path) -> Path:
