@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hubbub import __version__
 from hubbub.config import ConfigError, add_arguments, load
@@ -37,8 +38,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(plugin=module_name)
         if name == command:
-            importlib.import_module(module_name).add_arguments(sub)
+            _load_plugin(name, module_name).add_arguments(sub)
     return parser
+
+
+OPTIONAL_PACKAGES = {"numpy": "bench", "matplotlib": "bench", "websockets": "bench"}
+"""Packages that only an extra installs, and the extra that does."""
+
+
+def _load_plugin(name: str, module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_PACKAGES.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        sys.exit(f"hubbub {name} needs the optional package {exc.name}: "
+                 f"pip install 'hubbub[{extra}]'")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hubbub.server.run import serve
 
         return serve(settings)
-    module = importlib.import_module(args.plugin)
+    module = _load_plugin(args.command, args.plugin)
     code: int = module.run(args)
     return code
