@@ -8,7 +8,7 @@
 // - `room.position` is the highest offset this page has accounted for in that room, either
 //   received or covered by history: it is what a reconnect sends as `since`.
 
-import { isValidRoom } from "./names.js";
+import { isValidNick, isValidRoom } from "./names.js";
 import { load, save } from "./storage.js";
 
 export const DEFAULT_ROOM = "lobby";
@@ -27,6 +27,9 @@ function newRoom(name) {
     messages: new Map(),
     oldest: null,
     hasMore: false,
+    // Whether the latest history page ever arrived: a drop between `joined` and its
+    // `history_page` must not leave the room looking empty after recovery.
+    historyLoaded: false,
     loadingOlder: false,
     members: new Map(),
     unread: 0,
@@ -38,14 +41,19 @@ export class Chat {
   constructor(connection) {
     this.conn = connection;
     this.listeners = new Map();
-    this.nick = load("nick", null);
-    this.myIds = new Set(load("ids", []));
+    // Stored values are input like any other: another version of the page, an extension or
+    // a curious user may have left anything there.
+    const nick = load("nick", null);
+    this.nick = isValidNick(nick) ? nick : null;
+    const ids = load("ids", []);
+    this.myIds = new Set(Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : []);
     this.currentId = null;
     this.limits = { max_text_bytes: 8192, history_page_max: 100 };
     this.rooms = new Map();
     this.acked = new Set();
     this.nextLocal = 1;
-    for (const name of load("rooms", [DEFAULT_ROOM])) {
+    const stored = load("rooms", [DEFAULT_ROOM]);
+    for (const name of Array.isArray(stored) ? stored : []) {
       if (isValidRoom(name)) this.rooms.set(name, newRoom(name));
     }
     if (!this.rooms.has(DEFAULT_ROOM)) this.rooms.set(DEFAULT_ROOM, newRoom(DEFAULT_ROOM));
@@ -121,6 +129,7 @@ export class Chat {
       room.messages.clear();
       room.oldest = null;
       room.hasMore = false;
+      room.historyLoaded = false;
       room.epoch = entry.epoch;
       room.position = { offset: entry.offset, epoch: entry.epoch };
       this.emit("reset", room.name);
@@ -139,6 +148,8 @@ export class Chat {
       // Everything up to entry.offset comes from history; everything after arrives live.
       room.position = { offset: entry.offset, epoch: entry.epoch };
       this.loadLatest(room, entry.offset);
+    } else if (!room.historyLoaded) {
+      this.loadLatest(room, room.position.offset);
     }
     // With `recovered: true` the server now replays every message after `since` as events.
   }
@@ -148,6 +159,7 @@ export class Chat {
   async loadLatest(room, offset) {
     if (offset <= 0) {
       room.hasMore = false;
+      room.historyLoaded = true;
       this.emit("history", room.name, { older: false });
       return;
     }
@@ -170,6 +182,7 @@ export class Chat {
     if (reply.type === "error") {
       if (reply.code === "room_not_found") {
         room.hasMore = false;
+        room.historyLoaded = true;
       } else if (reply.code !== "disconnected") {
         console.error("hubbub: history request failed", reply);
         this.emit("notice", room.name, `Could not load history: ${reply.reason}`);
@@ -179,6 +192,7 @@ export class Chat {
     if (this.rooms.get(room.name) !== room) return;
     const added = reply.messages.filter((m) => this.store(room, m));
     room.hasMore = Boolean(reply.has_more);
+    room.historyLoaded = true;
     this.emit("messages", room.name, added, { older });
     this.emit("history", room.name, { older });
   }
@@ -322,6 +336,7 @@ export class Chat {
     const item = { key: this.nextLocal++, text, state: "sending", error: null, ts: Date.now() };
     room.pending.push(item);
     this.emit("pending", room.name);
+    this.emit("sent", room.name);
     this.sendPending(room, item);
   }
 
@@ -340,6 +355,7 @@ export class Chat {
       ? "Not confirmed: the connection was lost before the server answered."
       : reply.reason || reply.code;
     item.code = reply.code;
+    if (reply.code === "timeout") item.error = "Not confirmed: the server did not answer.";
     if (reply.code !== "disconnected") console.warn("hubbub: publish refused", reply);
     this.emit("pending", room.name);
   }

@@ -9,6 +9,8 @@ export const PROTOCOL = "hubbub.v1";
 const BACKOFF_BASE_MS = 500;
 // A cap keeps a long outage from turning into a wait of many minutes once it is over.
 const BACKOFF_MAX_MS = 30_000;
+// Longer than any reply should take, even from a server busy writing to disk.
+const REPLY_TIMEOUT_MS = 30_000;
 // Close codes after which retrying cannot help (see "Close codes" in docs/protocol.md).
 const FINAL_CLOSE = new Map([
   [1003, "the server refused a frame this page sent"],
@@ -182,7 +184,21 @@ export class Connection {
     if (!this.connected) {
       return Promise.resolve({ type: "error", code: "disconnected", reason: "not connected", ref });
     }
-    const reply = new Promise((resolve) => this.pending.set(ref, resolve));
+    const reply = new Promise((resolve) => {
+      // Every request gets exactly one reply; if a server breaks that promise the caller
+      // still hears back instead of showing "Sending…" forever.
+      const timer = setTimeout(() => {
+        if (this.pending.get(ref) !== settle) return;
+        this.pending.delete(ref);
+        console.warn("hubbub: no reply to request", frame.type, ref);
+        resolve({ type: "error", code: "timeout", reason: "the server did not answer", ref });
+      }, REPLY_TIMEOUT_MS);
+      const settle = (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      };
+      this.pending.set(ref, settle);
+    });
     this.send({ ...frame, ref });
     return reply;
   }

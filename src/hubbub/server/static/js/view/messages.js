@@ -43,6 +43,14 @@ export class MessagePane {
     chat.on("pending", (room) => {
       if (room === this.room) this.renderPending();
     });
+    // Whoever sends a message wants to see it, even if they had scrolled up to read.
+    chat.on("sent", (room) => {
+      if (room === this.room) this.scrollToBottom();
+    });
+    // The log shrinks when the composer grows or a phone keyboard opens: stay pinned.
+    new ResizeObserver(() => {
+      if (this.pinned) this.log.scrollTop = this.log.scrollHeight;
+    }).observe(this.log);
     chat.on("loading", (room) => {
       if (room === this.room) this.renderTop();
     });
@@ -115,6 +123,7 @@ export class MessagePane {
 
   insert(messages, older) {
     if (!messages.length) return;
+    this.renderTop();
     const wasPinned = this.isAtBottom();
     const heightBefore = this.log.scrollHeight;
     const topBefore = this.log.scrollTop;
@@ -207,6 +216,7 @@ export class MessagePane {
       && previous.dataset.group === li.dataset.group
       && ts - Number(previous.dataset.ts) < GROUP_WINDOW_MS;
     li.classList.toggle("continued", continued);
+    li.classList.toggle("new-day", newDay);
     let divider = li.querySelector(":scope > .day-divider");
     if (newDay && !divider) {
       divider = document.createElement("div");
