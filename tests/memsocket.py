@@ -8,6 +8,8 @@ import orjson
 from websockets.frames import Frame
 from websockets.streams import StreamReader
 
+from hubbub.fanout import HIGH_WATER
+
 
 class MemorySocket:
     def __init__(self, *, framed: bool = True) -> None:
@@ -20,6 +22,14 @@ class MemorySocket:
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+
+    def offer(self, data: bytes) -> bool:
+        if self.closing():
+            return True
+        if self.held > HIGH_WATER:
+            return False
+        self.writes.append(data)
+        return True
 
     def buffered(self) -> int:
         return self.held

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hubbub.fanout import HIGH_WATER, AutoDelivery, CorkedOutlet, Payload, make_delivery
+from hubbub.fanout import HIGH_WATER, AutoDelivery, CorkedOutlet, Outlet, Payload, make_delivery
 from memsocket import MemorySocket
 
 
@@ -109,3 +112,133 @@ async def test_the_queued_strategy_closes_an_overflowing_client() -> None:
         await engine.fanout([outlet], Payload(b"y" * 10))  # no await: the writer never runs
     assert stalled.slow_closed == 1
     await outlet.close()
+
+
+async def test_a_reply_between_messages_to_its_room_keeps_its_place() -> None:
+    engine = AutoDelivery(outbox_limit=1 << 20)
+    sockets = [MemorySocket() for _ in range(4)]
+    room = [engine.outlet(s) for s in sockets]
+    for n in range(3):
+        await engine.fanout(room, Payload(f"m{n}".encode()), "room")
+        await engine.send(room[0], Payload(f"ack{n}".encode()))
+    await pass_loop()
+    assert sockets[0].received() == ["m0", "ack0", "m1", "ack1", "m2", "ack2"]
+    for sock in sockets[1:]:
+        # The other members still get the whole pass in one write.
+        assert len(sock.writes) == 1 and sock.received() == ["m0", "m1", "m2"]
+
+
+async def test_a_new_audience_list_starts_a_new_group_after_what_came_before() -> None:
+    engine = AutoDelivery(outbox_limit=1 << 20)
+    a, b = MemorySocket(), MemorySocket()
+    oa, ob = engine.outlet(a), engine.outlet(b)
+    before = [oa, ob]
+    await engine.fanout(before, Payload(b"m0"), "room")
+    await engine.fanout([oa], Payload(b"presence: b left"), "room")
+    await engine.fanout(before, Payload(b"m1"), "room")  # stale list: must not join m0's group
+    await pass_loop()
+    assert a.received() == ["m0", "presence: b left", "m1"]
+    assert b.received() == ["m0", "m1"]
+
+
+async def test_a_socket_that_caught_up_is_written_directly_again() -> None:
+    engine = AutoDelivery(outbox_limit=1 << 20)
+    slow = MemorySocket()
+    outlet = engine.outlet(slow)
+    slow.held = HIGH_WATER + 1
+    await engine.fanout([outlet], Payload(b"m0"))
+    await pass_loop()
+    assert isinstance(outlet, CorkedOutlet) and outlet.backlogged and slow.writes == []
+    slow.release()
+    await pass_loop()
+    assert not outlet.backlogged and outlet.writer is None
+    await engine.fanout([outlet], Payload(b"m1"))
+    await pass_loop()
+    assert slow.received() == ["m0", "m1"] and len(slow.writes) == 2
+
+
+async def test_nothing_reaches_a_client_after_its_outbox_overflowed() -> None:
+    engine = AutoDelivery(outbox_limit=300)
+    stalled = MemorySocket()
+    outlet = engine.outlet(stalled)
+    stalled.held = HIGH_WATER + 1
+    for n in range(10):
+        await engine.fanout([outlet], Payload(f"{n:03d}".encode() * 20))
+        await pass_loop()
+    assert stalled.slow_closed == 1
+    stalled.slow_closed = 0  # pretend the close is still on its way: the socket looks open
+    stalled.release()
+    await pass_loop()
+    queued_before_overflow = stalled.received()
+    await engine.fanout([outlet], Payload(b"after the gap"))
+    await pass_loop()
+    # Whatever was queued before the overflow may go out; nothing after the gap may.
+    assert stalled.received() == queued_before_overflow
+    assert "after the gap" not in stalled.received()
+
+
+# Each step: ("publish", room), ("reply", socket), ("move", room, member mask), ("presence",
+# room, excluded socket), ("pass",).
+ROOMS = 3
+SOCKETS = 4
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.integers(0, ROOMS - 1)),
+        st.tuples(st.just("reply"), st.integers(0, SOCKETS - 1)),
+        st.tuples(st.just("move"), st.integers(0, ROOMS - 1), st.integers(0, 2**SOCKETS - 1)),
+        st.tuples(st.just("presence"), st.integers(0, ROOMS - 1), st.integers(0, SOCKETS - 1)),
+        st.tuples(st.just("pass")),
+    ),
+    max_size=60,
+)
+
+
+@given(steps)
+@settings(max_examples=300, deadline=None)
+def test_every_socket_gets_each_rooms_frames_and_its_replies_in_order(
+    plan: list[tuple[Any, ...]],
+) -> None:
+    """Whatever mix of rooms, replies, membership changes and loop passes: per socket, the
+    frames of each room (with the socket's own replies) arrive in the order they were sent.
+    Frames of different rooms may be reordered against each other."""
+
+    async def run() -> None:
+        engine = AutoDelivery(outbox_limit=1 << 20)
+        sockets = [MemorySocket() for _ in range(SOCKETS)]
+        outlets = [engine.outlet(s) for s in sockets]
+        views: list[list[Outlet]] = [list(outlets) for _ in range(ROOMS)]
+        expected: list[list[str]] = [[] for _ in range(SOCKETS)]
+        for counter, step in enumerate(plan):
+            if step[0] == "publish":
+                room = step[1]
+                text = f"r{room}:{counter}"
+                await engine.fanout(views[room], Payload(text.encode()), room)
+                for i, outlet in enumerate(outlets):
+                    if outlet in views[room]:
+                        expected[i].append(text)
+            elif step[0] == "reply":
+                text = f"reply:{counter}"
+                await engine.send(outlets[step[1]], Payload(text.encode()))
+                expected[step[1]].append(text)
+            elif step[0] == "move":
+                views[step[1]] = [o for i, o in enumerate(outlets) if step[2] >> i & 1]
+            elif step[0] == "presence":
+                room, excluded = step[1], outlets[step[2]]
+                text = f"r{room}:presence:{counter}"
+                others = [o for o in views[room] if o is not excluded]
+                await engine.fanout(others, Payload(text.encode()), room)
+                for i, outlet in enumerate(outlets):
+                    if outlet in others:
+                        expected[i].append(text)
+            else:
+                await pass_loop()
+        await pass_loop()
+        for i, sock in enumerate(sockets):
+            got = sock.received()
+            assert sorted(got) == sorted(expected[i])
+            for room in range(ROOMS):
+                def mine(texts: list[str], room: int = room) -> list[str]:
+                    return [t for t in texts if t.startswith((f"r{room}:", "reply:"))]
+                assert mine(got) == mine(expected[i])
+
+    asyncio.run(run())

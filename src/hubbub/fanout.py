@@ -3,13 +3,15 @@
 `auto` (the default) is the engine hubbub is built around:
 
 - A payload is framed once (`Payload.frame`) and the same bytes go to every socket.
-- Nothing in the fan-out loop awaits a socket. Each recipient's frames go to its
-  `Outbox`; once per event-loop pass, `flush` writes every outbox that has anything in one
-  `transport.write` (the way uWebSockets corks a socket per loop pass), so messages that
-  arrive together leave together and a busy server makes fewer, larger writes.
-- A socket whose kernel buffer is full (its transport holds more than `HIGH_WATER` bytes)
-  is not written to; its outbox keeps growing until a writer task, which exists only while
-  that backlog does, sees the socket drain and writes the whole backlog at once.
+- Publishing is O(1) per message: a fan-out only records the frame for its audience.
+  Once per event-loop pass, `_flush` joins each audience's frames and writes them to each
+  member in one `transport.write` (the way uWebSockets corks a socket per loop pass), so
+  messages that arrive together leave together and a busy server makes fewer, larger
+  writes: throughput rises with load instead of collapsing.
+- Nothing in the fan-out loop awaits a socket. A socket whose kernel buffer is full (its
+  transport holds more than `HIGH_WATER` bytes) gets an `Outbox` and a writer task, which
+  exist only while that backlog does; when the socket drains, the whole backlog goes out in
+  one write.
 - An outbox over its byte limit closes its connection with 4008 (too slow). Other
   recipients never wait for it.
 
@@ -24,7 +26,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Protocol
 
 from hubbub.core.outbox import Outbox
@@ -45,6 +47,10 @@ class Socket(Protocol):
 
     def write(self, data: bytes) -> None:
         """Write already-framed bytes to the transport without waiting."""
+
+    def offer(self, data: bytes) -> bool:
+        """Write `data` now, unless the transport already holds more than `HIGH_WATER`
+        bytes: then write nothing and return False. A closing connection drops it (True)."""
 
     def buffered(self) -> int:
         """Bytes the transport has accepted but not yet handed to the kernel."""
@@ -113,7 +119,10 @@ class Delivery(abc.ABC):
         """Send to one connection, in order with everything else sent to it."""
 
     @abc.abstractmethod
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload) -> None: ...
+    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+                     audience: Hashable | None = None) -> None:
+        """Send to every outlet. `audience`, if given, names a stable set of recipients
+        (see `AutoDelivery`); strategies that do not batch ignore it."""
 
     def _too_slow(self, outlet: Outlet) -> None:
         self.slow_closes += 1
@@ -125,12 +134,16 @@ class Delivery(abc.ABC):
 
 
 class CorkedOutlet(Outlet):
-    __slots__ = ("outbox", "writer")
+    __slots__ = ("backlogged", "outbox", "writer")
 
-    def __init__(self, socket: Socket, limit: int) -> None:
+    def __init__(self, socket: Socket) -> None:
         super().__init__(socket)
-        self.outbox = Outbox(limit)
+        # Created on the first backlog: most connections never lag, and idle ones are many.
+        self.outbox: Outbox | None = None
         self.writer: asyncio.Task[None] | None = None
+        # True while frames wait in the outbox (or it overflowed): later frames must queue
+        # behind them rather than overtake them with a direct write.
+        self.backlogged = False
 
     async def close(self) -> None:
         if self.outbox and not self.socket.closing():
@@ -139,80 +152,189 @@ class CorkedOutlet(Outlet):
             self.writer.cancel()
 
 
+class _Group:
+    """Frames for one audience, gathered during one loop pass and written once per member.
+
+    `detached` members got a frame of their own (a reply, say) after the group was opened;
+    to keep their frames in order they are skipped when the group is written and receive
+    the group's frames as individual writes instead.
+    """
+
+    __slots__ = ("detached", "frames", "members", "outlets")
+
+    def __init__(self, outlets: list[CorkedOutlet], frame: bytes) -> None:
+        self.outlets = outlets
+        self.frames = [frame]
+        self.members: set[CorkedOutlet] | None = None
+        self.detached: set[CorkedOutlet] | None = None
+
+    def holds(self, outlet: CorkedOutlet) -> bool:
+        """Whether `outlet` is among the members this group still writes to."""
+        if self.members is None:
+            self.members = set(self.outlets)
+        return outlet in self.members and (self.detached is None or outlet not in self.detached)
+
+    def detach(self, outlet: CorkedOutlet) -> bytes:
+        """Stop writing to `outlet`; returns the frames it would have had so far."""
+        if self.detached is None:
+            self.detached = set()
+        self.detached.add(outlet)
+        return b"".join(self.frames)
+
+
+_Write = tuple[CorkedOutlet, bytes]
+
+
 class AutoDelivery(Delivery):
+    """Publishing costs O(1) per message; writing costs one call per socket per loop pass.
+
+    A fan-out only records `(audience, frame)`: messages to the same audience within one
+    loop pass join one `_Group`. Once per pass `_flush` joins each group's frames and hands
+    the bytes to each member's socket, which writes them at once unless the kernel buffer
+    is full; only then does the member get an outbox and a writer task. Per-recipient work
+    therefore happens once per pass, not once per message, and the busier the server, the
+    more messages each write carries.
+
+    Every socket receives its frames in the order they were sent to it: operations are
+    written in the order they were made, and a group is only extended while it is the
+    newest one for its audience key, with members that got a frame of their own since it
+    opened detached from it (see `_Group`).
+    """
+
     name = "auto"
 
     def __init__(self, outbox_limit: int) -> None:
         super().__init__(outbox_limit)
-        self._dirty: dict[CorkedOutlet, None] = {}
+        self._ops: list[_Group | _Write] = []
+        self._open: dict[Hashable, _Group] = {}
         self._flush_scheduled = False
         self._fallback = QueuedDelivery(outbox_limit)
+        self._mixed = False  # set once a connection needs the fallback: checks get per-member
 
     def outlet(self, socket: Socket) -> Outlet:
         if not socket.framed:
             # permessage-deflate gives each connection its own compressor state, so its
             # frames cannot be shared; such connections get a writer task each.
+            self._mixed = True
             return self._fallback.outlet(socket)
-        return CorkedOutlet(socket, self.outbox_limit)
+        return CorkedOutlet(socket)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
-        self._push(outlet, payload)
-
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload) -> None:
-        push = self._push
-        count = 0
-        for outlet in outlets:
-            push(outlet, payload)
-            count += 1
-        self.deliveries += count
-
-    def _push(self, outlet: Outlet, payload: Payload) -> None:
         if not isinstance(outlet, CorkedOutlet):
             self._fallback.push(outlet, payload)
             return
-        if outlet.outbox.overflowed:
+        ops = self._ops
+        for group in self._open.values():
+            if group.holds(outlet):
+                ops.append((outlet, group.detach(outlet)))
+        ops.append((outlet, payload.frame))
+        self._schedule()
+
+    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+                     audience: Hashable | None = None) -> None:
+        """`audience` names a stable recipient set (a room's members of one wire format):
+        consecutive messages passed the same `outlets` list with the same key share writes
+        even when other operations came in between."""
+        members = outlets if isinstance(outlets, list) else list(outlets)
+        if self._mixed:
+            members = self._split_fallback(members, payload)
+            audience = None
+        if not members:
             return
+        self.deliveries += len(members)
         frame = payload.frame
-        if not outlet.outbox.push(frame, outlet.socket.buffered()):
-            self._too_slow(outlet)
+        group = None if audience is None else self._open.get(audience)
+        if group is not None and group.outlets is not members:
+            group = None  # the audience changed since: its old group must stay as it is
+        if group is None and self._ops:
+            # Without a key, only the newest operation can be extended, and only for the
+            # same recipients (a cheap comparison of identities in C).
+            last = self._ops[-1]
+            if isinstance(last, _Group) and (last.outlets is members or last.outlets == members):
+                group = last
+        if group is not None:
+            group.frames.append(frame)
+            if group.detached:
+                self._ops.extend((outlet, frame) for outlet in group.detached)
             return
-        if outlet.writer is None:
-            self._dirty[outlet] = None
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+        group = _Group(members, frame)  # type: ignore[arg-type]  # all corked, see outlet()
+        self._ops.append(group)
+        if audience is not None:
+            self._open[audience] = group
+        self._schedule()
+
+    def _split_fallback(self, outlets: list[Outlet], payload: Payload) -> list[Outlet]:
+        corked: list[Outlet] = []
+        for outlet in outlets:
+            if isinstance(outlet, CorkedOutlet):
+                corked.append(outlet)
+            else:
+                self._fallback.push(outlet, payload)
+        return corked
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def flush(self) -> None:
         self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, {}
-        for outlet in dirty:
-            if outlet.writer is not None or not outlet.outbox:
-                continue
-            socket = outlet.socket
-            if socket.closing():
-                outlet.outbox.take()
-            elif socket.buffered() <= HIGH_WATER:
-                socket.write(outlet.outbox.take())
+        ops, self._ops = self._ops, []
+        self._open.clear()
+        queue = self._queue
+        for op in ops:
+            if isinstance(op, _Group):
+                frames = op.frames
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                skip = op.detached
+                for outlet in op.outlets:
+                    if skip is not None and outlet in skip:
+                        continue
+                    if outlet.backlogged or not outlet.socket.offer(data):
+                        queue(outlet, data)
             else:
-                outlet.writer = asyncio.create_task(self._drain_backlog(outlet))
+                outlet, data = op
+                if outlet.backlogged or not outlet.socket.offer(data):
+                    queue(outlet, data)
 
-    async def _drain_backlog(self, outlet: CorkedOutlet) -> None:
+    def _queue(self, outlet: CorkedOutlet, data: bytes) -> None:
+        """Hold `data` for a socket whose kernel buffer is full, behind what it already has."""
+        socket = outlet.socket
+        if socket.closing():
+            return
+        outbox = outlet.outbox
+        if outbox is None:
+            outbox = outlet.outbox = Outbox(self.outbox_limit)
+        if outbox.overflowed:
+            return
+        outlet.backlogged = True
+        if not outbox.push(data, socket.buffered()):
+            self._too_slow(outlet)
+            return
+        if outlet.writer is None:
+            outlet.writer = asyncio.create_task(self._drain_backlog(outlet, outbox))
+
+    async def _drain_backlog(self, outlet: CorkedOutlet, outbox: Outbox) -> None:
         """Wait for a lagging socket, then write its whole backlog at once, until caught up."""
         socket = outlet.socket
         try:
-            while outlet.outbox and not socket.closing():
+            while outbox and not socket.closing():
                 await socket.drain()
-                if outlet.outbox and not socket.closing():
-                    socket.write(outlet.outbox.take())
+                if outbox and not socket.closing():
+                    socket.write(outbox.take())
         except (ConnectionError, asyncio.CancelledError):
             pass
         except Exception:
             log.exception("writer for a lagging connection failed")
         finally:
             outlet.writer = None
+            # Caught up: the next frames may be written directly again. An overflowed
+            # outlet stays backlogged: its connection is being closed with 4008 and must not
+            # receive anything after the gap.
+            outlet.backlogged = outbox.overflowed or bool(outbox)
 
 
 # --- the teaching note's strategies -------------------------------------------------------
@@ -229,7 +351,8 @@ class SequentialDelivery(Delivery):
     async def send(self, outlet: Outlet, payload: Payload) -> None:
         await _send_quietly(outlet.socket, payload.text)
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload) -> None:
+    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+                     audience: Hashable | None = None) -> None:
         text = payload.text
         for outlet in list(outlets):
             await _send_quietly(outlet.socket, text)
@@ -241,7 +364,8 @@ class ConcurrentDelivery(SequentialDelivery):
 
     name = "concurrent"
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload) -> None:
+    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+                     audience: Hashable | None = None) -> None:
         text = payload.text
         sends = [_send_quietly(outlet.socket, text) for outlet in outlets]
         self.deliveries += len(sends)
@@ -306,7 +430,8 @@ class QueuedDelivery(Delivery):
     async def send(self, outlet: Outlet, payload: Payload) -> None:
         self.push(outlet, payload)
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload) -> None:
+    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+                     audience: Hashable | None = None) -> None:
         for outlet in outlets:
             self.push(outlet, payload)
             self.deliveries += 1

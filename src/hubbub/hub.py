@@ -189,14 +189,11 @@ class Hub:
         if room.joining:
             room.buffer(message)
         if room.live:
-            await self.delivery.fanout(
-                [conn.outlet for conn in room.live.values()], Payload(message.to_json())
-            )
+            await self.delivery.fanout(room.view(False, _outlet), Payload(message.to_json()),
+                                       (room.name, False))
         if room.live_plain:
-            await self.delivery.fanout(
-                [conn.outlet for conn in room.live_plain.values()],
-                Payload(message.to_plain().encode()),
-            )
+            await self.delivery.fanout(room.view(True, _outlet),
+                                       Payload(message.to_plain().encode()), (room.name, True))
 
     # --- rooms -----------------------------------------------------------------------------
 
@@ -330,7 +327,9 @@ class Hub:
         if others:
             data = p.encode({"type": "presence", "room": room_name, "event": event,
                              "member": conn.member(), **extra})
-            await self.delivery.fanout(others, Payload(data))
+            # Same audience key as the room's messages: this list differs from the room's
+            # view, so messages after this event cannot be written ahead of it.
+            await self.delivery.fanout(others, Payload(data), (room_name, False))
 
     def members(self, room_name: str, including: Connection | None = None) -> list[dict[str, str]]:
         room: Room[Connection, Message] | None = self.rooms.get(room_name)
@@ -359,3 +358,7 @@ class Hub:
             offset=page.state.offset, messages=[m.to_wire() for m in page.messages],
             has_more=page.has_more,
         ))
+
+
+def _outlet(conn: Connection) -> Outlet:
+    return conn.outlet

@@ -105,3 +105,22 @@ def test_rooms_buffer_for_joining_members_until_they_go_live() -> None:
     rooms.remove_member("r", "m1")
     rooms.remove_member("r", "m2")
     assert rooms.get("r") is None
+
+
+def test_a_room_view_is_the_same_list_until_membership_changes() -> None:
+    rooms: Rooms[str, int] = Rooms()
+    room = rooms.get_or_create("r")
+    for member_id, plain in (("a", False), ("b", False), ("p", True)):
+        room.begin_join(member_id, member_id.upper(), plain=plain)
+        room.go_live(member_id)
+    view = room.view(False, str.lower)
+    assert view == ["a", "b"] and room.view(True, str.lower) == ["p"]
+    assert room.view(False, str.lower) is view  # same audience, same object
+    room.begin_join("c", "C")
+    assert room.view(False, str.lower) is view  # joining members receive no live messages
+    room.go_live("c")
+    after_join = room.view(False, str.lower)
+    assert after_join == ["a", "b", "c"] and after_join is not view
+    rooms.remove_member("r", "a")
+    assert room.view(False, str.lower) == ["b", "c"]
+    assert view == ["a", "b"]  # a list handed out earlier is never changed in place

@@ -8,11 +8,13 @@ buffer is empty (the hub does that with no await in between).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 M = TypeVar("M")  # a member (the hub's connection object)
 P = TypeVar("P")  # what is buffered for a joining member
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -24,6 +26,7 @@ class Room(Generic[M, P]):
     live: dict[str, M] = field(default_factory=dict)
     live_plain: dict[str, M] = field(default_factory=dict)
     joining: dict[str, tuple[M, bool, list[P]]] = field(default_factory=dict)
+    _views: dict[bool, list[Any]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.live) + len(self.live_plain) + len(self.joining)
@@ -51,11 +54,27 @@ class Room(Generic[M, P]):
             raise RuntimeError("go_live with buffered messages would lose them")
         del self.joining[member_id]
         (self.live_plain if plain else self.live)[member_id] = member
+        self._views.clear()
+
+    def view(self, plain: bool, project: Callable[[M], T]) -> list[T]:
+        """The live members of one wire format, each mapped through `project`.
+
+        The same list object is returned until somebody goes live or leaves, so that
+        delivery can tell by identity that consecutive messages go to the same recipients,
+        and a busy room does not rebuild its recipient list for every message. `project`
+        must give the same result for a member every time.
+        """
+        view = self._views.get(plain)
+        if view is None:
+            members = self.live_plain if plain else self.live
+            view = self._views[plain] = [project(member) for member in members.values()]
+        return view
 
     def live_members(self) -> list[M]:
         return [*self.live.values(), *self.live_plain.values()]
 
     def remove(self, member_id: str) -> M | None:
+        self._views.clear()
         member = self.live.pop(member_id, None)
         if member is None:
             member = self.live_plain.pop(member_id, None)

@@ -14,7 +14,7 @@ from hubbub.config import Settings
 from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.names import NICK_RULE, guest_name, is_valid_nick
-from hubbub.fanout import Socket
+from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import LOBBY, Connection, Hub
 from hubbub.server import keys
 from hubbub.server.security import TokenError, decode_token, origin_allowed
@@ -42,6 +42,16 @@ class AiohttpSocket:
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def offer(self, data: bytes) -> bool:
+        # The fan-out's hot path: one call per socket per loop pass, so no helper calls.
+        transport = self.transport
+        if transport.is_closing() or self.ws.closed:
+            return True
+        if transport.get_write_buffer_size() > HIGH_WATER:
+            return False
+        transport.write(data)
+        return True
 
     def buffered(self) -> int:
         return self.transport.get_write_buffer_size()
