@@ -18,6 +18,11 @@ from hubbub.server.app import make_app
 
 log = logging.getLogger("hubbub")
 
+LISTEN_BACKLOG = 4096
+"""Connections the kernel may queue before `accept`. After a restart every client
+reconnects at once; with aiohttp's default of 128 the rest would wait for SYN retransmits
+(1 s, 3 s, 7 s...). The kernel caps it at `net.core.somaxconn`."""
+
 DATABASE_NAME = "hubbub.sqlite3"
 
 
@@ -76,7 +81,7 @@ async def _serve(settings: Settings) -> int:
                            shutdown_timeout=settings.shutdown_timeout, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except OSError as exc:
