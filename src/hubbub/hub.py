@@ -209,8 +209,14 @@ class Hub:
         try:
             for spec in request.rooms:
                 if spec.room in conn.rooms:
+                    # Already live there: nothing to replay, but a `since` from another
+                    # epoch (or the future) still means the client's copy is wrong.
                     state = await self._state(spec.room)
-                    results.append(JoinResult(self._entry(spec.room, state), [], state.offset))
+                    entry = self._entry(spec.room, state)
+                    reason = None if spec.since is None else _mismatch(spec.since, state)
+                    if reason is not None:
+                        entry.update(recovered=False, reason=reason)
+                    results.append(JoinResult(entry, [], state.offset))
                     continue
                 # Buffer live messages from now on, before reading the room's position, so
                 # that whatever is stored after that read reaches this member one way or
@@ -265,12 +271,9 @@ class Hub:
         if spec.since is None:
             return JoinResult(entry, [], state.offset)
         since = spec.since
-        reason = None
-        if since.epoch != state.epoch:
-            reason = "epoch_changed"
-        elif since.offset > state.offset:
-            reason = "offset_ahead"
-        elif since.offset + 1 < state.first_offset or state.offset - since.offset > RECOVERY_MAX:
+        reason = _mismatch(since, state)
+        if reason is None and (since.offset + 1 < state.first_offset
+                               or state.offset - since.offset > RECOVERY_MAX):
             reason = "history_truncated"
         if reason is not None:
             entry.update(recovered=False, reason=reason)
@@ -362,3 +365,12 @@ class Hub:
 
 def _outlet(conn: Connection) -> Outlet:
     return conn.outlet
+
+
+def _mismatch(since: p.Position, state: RoomState) -> str | None:
+    """Why a client's position cannot be in this room's history at all, if it cannot."""
+    if since.epoch != state.epoch:
+        return "epoch_changed"
+    if since.offset > state.offset:
+        return "offset_ahead"
+    return None

@@ -119,6 +119,24 @@ async def test_join_already_joined_room(module_server: ServerProcess) -> None:
         assert not [e for e in client.pending if e["type"] == "message"]
 
 
+async def test_rejoining_with_a_position_from_elsewhere_says_it_cannot_recover(
+        module_server: ServerProcess) -> None:
+    room = unique("rejoin")
+    async with json_client(module_server.ws_url) as client:
+        first = (await join(client, room))["rooms"][0]
+        epoch, offset = first["epoch"], first["offset"]
+        cases = [
+            ({"offset": offset, "epoch": epoch}, True, None),
+            ({"offset": offset, "epoch": "0" * len(epoch)}, False, "epoch_changed"),
+            ({"offset": offset + 5, "epoch": epoch}, False, "offset_ahead"),
+        ]
+        for since, recovered, reason in cases:
+            entry = (await join(client, {"room": room, "since": since}))["rooms"][0]
+            assert entry["recovered"] is recovered, (since, entry)
+            assert entry.get("reason") == reason
+        await client.assert_alive()
+
+
 async def test_leave(module_server: ServerProcess) -> None:
     room = unique("leave")
     async with json_client(module_server.ws_url, nick="stayer") as stayer, \
