@@ -30,7 +30,7 @@ from hubbub.bench.endpoint import Endpoint
 from hubbub.bench.errors import BenchError
 from hubbub.bench.publisher import Publisher
 from hubbub.bench.results import GENERATOR_BUSY, Idle, Latency, Point, Stalled, TargetResult
-from hubbub.bench.targets import ServerProcess, Target
+from hubbub.bench.targets import ServerProcess, Target, cpu_seconds
 from hubbub.bench.worker import worker_main
 
 log = logging.getLogger("hubbub.bench")
@@ -110,15 +110,7 @@ class WorkerPool:
             return ("error", "worker process died (see its log above)")
 
     def cpu_seconds(self) -> float:
-        me = psutil.Process().cpu_times()
-        total: float = me.user + me.system
-        for proc in self._ps:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return cpu_seconds([psutil.Process(), *self._ps])
 
     def close(self) -> None:
         for pipe in self.pipes:

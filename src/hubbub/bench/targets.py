@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,14 +159,7 @@ class ServerProcess:
             return []
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self._tree():
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return cpu_seconds(self._tree())
 
     def rss(self) -> int:
         total = 0
@@ -190,3 +184,15 @@ class ServerProcess:
             code = self.proc.wait()
         self.workdir.cleanup()
         return code
+
+
+def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
+    """User plus system CPU time of `processes`, skipping any that have exited."""
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
