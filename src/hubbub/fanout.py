@@ -160,10 +160,12 @@ class _Group:
     the group's frames as individual writes instead.
     """
 
-    __slots__ = ("detached", "frames", "members", "outlets")
+    __slots__ = ("audience", "detached", "frames", "members", "outlets")
 
-    def __init__(self, outlets: list[CorkedOutlet], frame: bytes) -> None:
+    def __init__(self, outlets: list[CorkedOutlet], frame: bytes,
+                 audience: Hashable | None) -> None:
         self.outlets = outlets
+        self.audience = audience
         self.frames = [frame]
         self.members: set[CorkedOutlet] | None = None
         self.detached: set[CorkedOutlet] | None = None
@@ -247,17 +249,19 @@ class AutoDelivery(Delivery):
         if group is not None and group.outlets is not members:
             group = None  # the audience changed since: its old group must stay as it is
         if group is None and self._ops:
-            # Without a key, only the newest operation can be extended, and only for the
-            # same recipients (a cheap comparison of identities in C).
+            # Otherwise only the newest operation can be extended: for the same key (a
+            # group holds one audience's frames, so detaching a member from it never moves
+            # another audience's frames) and the same recipients (compared in C).
             last = self._ops[-1]
-            if isinstance(last, _Group) and (last.outlets is members or last.outlets == members):
+            if (isinstance(last, _Group) and last.audience == audience
+                    and (last.outlets is members or last.outlets == members)):
                 group = last
         if group is not None:
             group.frames.append(frame)
             if group.detached:
                 self._ops.extend((outlet, frame) for outlet in group.detached)
             return
-        group = _Group(members, frame)  # type: ignore[arg-type]  # all corked, see outlet()
+        group = _Group(members, frame, audience)  # type: ignore[arg-type]  # all corked
         self._ops.append(group)
         if audience is not None:
             self._open[audience] = group
