@@ -9,10 +9,13 @@ between sockets and `Connection.handle_text`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from hubbub.core.ratelimit import TokenBucket
 from hubbub.core.rooms import Room, Rooms
 from hubbub.core.store import MessageStore, RoomState, StoreError
 from hubbub.fanout import Delivery, Outlet, Payload
+from hubbub.tasks import start_eagerly
 
 log = logging.getLogger("hubbub.hub")
 
@@ -41,8 +45,37 @@ def new_connection_id() -> str:
     return secrets.token_hex(6)
 
 
+MAX_IN_FLIGHT = 32
+"""Publishes one connection may have waiting for the store at once. Pipelined publishes
+let a group commit gather up to this many appends per connection instead of one; at the
+bound the connection's next frame is not read until its oldest publish is answered, so a
+flooding client is slowed down by TCP and what one connection holds stays bounded."""
+
+_answer_after: ContextVar[tuple[Connection, asyncio.Task[None]] | None] = ContextVar(
+    "_answer_after", default=None)
+"""Inside a pipelined publish's task: its connection and the publish sent just before it,
+whose reply must go out first."""
+
+
 class Connection:
-    """One client, JSON or plain text, as the hub sees it."""
+    """One client, JSON or plain text, as the hub sees it.
+
+    Publishes are pipelined: each valid one (a JSON `publish` to a joined room, or a line
+    from a plain-text client in the lobby) starts at once, without waiting for the ones
+    before it, and `handle_text` returns so that the next frame can be read. Order is kept
+    by these invariants:
+
+    - Appends reach the store in frame order: a publish runs at once up to its first
+      suspension, before `handle_text` returns, and `Hub.publish_from` does not suspend
+      before `store.append` has taken its place in the store's queue (the memory store
+      never suspends, so such a publish is complete when `handle_text` returns; the SQLite
+      store enqueues, then waits for its commit in a task).
+    - Replies to one connection go out in request order: a publish's reply (`send` from
+      its task) first waits for the previous publish to be answered, a publish is not
+      done before the previous one is, and every other request and every refusal first
+      waits for all publishes in flight (`settle`).
+    - At most `MAX_IN_FLIGHT` publishes are in flight per connection.
+    """
 
     def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, plain: bool) -> None:
         self.hub = hub
@@ -54,38 +87,103 @@ class Connection:
         self.limiter = TokenBucket(hub.limits.rate_per_second, hub.limits.rate_burst,
                                    time.monotonic())
         self.refusals = 0
+        self._in_flight: deque[asyncio.Task[None]] = deque()
 
     def member(self) -> dict[str, str]:
         return {"id": self.id, "nick": self.nick}
 
     async def send(self, data: bytes) -> None:
+        turn = _answer_after.get()
+        if turn is not None and turn[0] is self and not turn[1].done():
+            await asyncio.wait((turn[1],))
         await self.hub.delivery.send(self.outlet, Payload(data))
 
     async def handle_text(self, text: str) -> None:
         """One text frame from this client. Never raises: failures become replies that
-        carry the request's `ref` whenever the frame got far enough to have one."""
+        carry the request's `ref` whenever the frame got far enough to have one.
+
+        Returns before a publish is stored (see the class docstring); `settle` waits for it.
+        """
         wait = self.limiter.take(time.monotonic())
         if wait:
             ref = None if self.plain else p.peek_ref(text)
+            await self.settle()
             await self._refuse(ErrorCode.RATE_LIMITED, "too many requests", ref,
                                retry_after=int(wait * 1000) + 1)
             return
-        ref = None
         try:
             if self.plain:
-                await self.hub.publish_from(self, LOBBY, text, None, None)
-                return
-            request = p.parse_request(text, self.hub.limits)
-            ref = request.ref
-            await self.hub.dispatch(self, request)
-        except p.ProtocolError as exc:
+                p.validate_body(text, None, self.hub.limits)
+                request: p.Request = p.Publish(LOBBY, text, None, None)
+            else:
+                request = p.parse_request(text, self.hub.limits)
+        except Exception as exc:
+            await self.settle()
+            await self._answer_failure(exc, None)
+            return
+        # Only a publish that can be stored is pipelined, so that the one refusal it can
+        # still get (the store's) is decided in store order; a publish to a room not
+        # joined is refused in turn, below, like any other request.
+        if isinstance(request, p.Publish) and request.room in self.rooms:
+            await self._start_publish(request.room, request.text, request.data, request.ref)
+            return
+        await self.settle()
+        await self._answer(self.hub.dispatch(self, request), request.ref)
+
+    async def settle(self) -> None:
+        """Return once every publish this connection has in flight has been answered."""
+        while self._in_flight:
+            await asyncio.wait(tuple(self._in_flight))
+
+    async def _start_publish(self, room: str, text: str | None, data: Any,
+                             ref: p.Ref | None) -> None:
+        in_flight = self._in_flight
+        while len(in_flight) >= MAX_IN_FLIGHT:
+            await asyncio.wait((in_flight[0],))
+        previous = in_flight[-1] if in_flight else None
+        task = start_eagerly(self._publish(room, text, data, ref, previous), "publish")
+        if task is not None:
+            in_flight.append(task)
+            task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.remove(task)
+        # `_publish` answers every Exception itself; anything else must not vanish.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("publish task of connection %s failed", self.id, exc_info=exc)
+
+    async def _publish(self, room: str, text: str | None, data: Any, ref: p.Ref | None,
+                       previous: asyncio.Task[None] | None) -> None:
+        # Nothing may be awaited before `publish_from`: its append must enter the store
+        # during the eager first step (see `_start_eagerly`), which runs in frame order.
+        if previous is not None:
+            _answer_after.set((self, previous))
+        try:
+            await self._answer(self.hub.publish_from(self, room, text, data, ref), ref)
+            # Done must imply every earlier publish done, even one without a reply (a
+            # plain-text line), for `send` above and for the bound in `_start_publish`.
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))
+        finally:
+            # Each task's context would otherwise keep its predecessor, and so the
+            # connection's whole chain of finished publishes, alive.
+            _answer_after.set(None)
+
+    async def _answer(self, step: Awaitable[None], ref: p.Ref | None) -> None:
+        try:
+            await step
+        except Exception as exc:
+            await self._answer_failure(exc, ref)
+
+    async def _answer_failure(self, exc: Exception, ref: p.Ref | None) -> None:
+        if isinstance(exc, p.ProtocolError):
             await self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
-        except StoreError as exc:
+        elif isinstance(exc, StoreError):
             log.error("store failed for connection %s: %s", self.id, exc)
             await self._refuse(ErrorCode.UNAVAILABLE,
                                "the message store is unavailable; nothing was stored", ref)
-        except Exception:
-            log.exception("request from connection %s failed", self.id)
+        else:
+            log.error("request from connection %s failed", self.id, exc_info=exc)
             await self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
 
     async def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
@@ -161,6 +259,8 @@ class Hub:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
         if conn.plain:
             text, data = p.validate_body(text, data, self.limits)
+        # No await may come before the store's `append` here or in `publish`: pipelined
+        # publishes rely on it taking its place in the store's queue in their first step.
         message = await self.publish(room, text=text, data=data, nick=conn.nick,
                                      sender=conn.id)
         if not conn.plain:

@@ -43,3 +43,7 @@ def test_small_run_reports_every_store() -> None:
         assert 0 < point["p50_ms"] <= point["p99_ms"]
     assert points[("memory", 1)]["vs_memory"] == 1.0
     assert report["machine"]["sqlite"]
+    # Group-commit size comes from the SQLite store's closing log line.
+    assert points[("memory", 1)]["mean_batch"] is None
+    for store in ("sqlite-fsync", "sqlite-batch"):
+        assert points[(store, 1)]["mean_batch"] >= 1.0

@@ -7,6 +7,9 @@ that keep `--pipeline` publishes in flight each, and counts the acks that arrive
 `--duration` seconds after a `--warmup`. Latency is from sending a `publish` to reading its
 `ack`, so it includes the store's commit (and fsync). The load generator pins itself to
 another CPU and reports its own CPU use, so a saturated client is visible in the table.
+For the SQLite stores it also reports the mean group-commit size (from the server's closing
+log line), and it counts an ack that arrives out of request order on its connection as an
+error, since the server promises request order to pipelining clients.
 
 Limits: one client process drives the load; with one room every connection also receives
 every message (each member gets each message), so the client reads `connections + 1` frames
@@ -21,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -126,6 +130,7 @@ class Server:
             self.command = ["taskset", "-c", cpu, *self.command]
         self._log_path = Path(self._tmp.name) / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.last_log = ""
 
     @property
     def ws_url(self) -> str:
@@ -168,6 +173,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.last_log = self.log()  # the directory, log included, goes now
         self._tmp.cleanup()
 
 
@@ -189,6 +195,9 @@ class Point:
     server_us_per_ack: float
     """Server CPU microseconds per acknowledged publish: what one core would sustain is
     1e6 / this, and it is far less disturbed by other load on the machine than acks/s."""
+    mean_batch: float | None = None
+    """Appends per SQLite commit over the server's whole run (warm-up included), from its
+    closing log line; None for the memory store."""
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -220,6 +229,7 @@ async def _connection(session: aiohttp.ClientSession, url: str, rooms: list[str]
         await ready.wait()
         sent_at: dict[int, int] = {}
         seq = 0
+        last_acked = 0
 
         async def send_one() -> None:
             nonlocal seq
@@ -241,7 +251,14 @@ async def _connection(session: aiohttp.ClientSession, url: str, rooms: list[str]
             event = orjson.loads(data)
             kind = event.get("type")
             if kind == "ack":
-                started = sent_at.pop(event["ref"])
+                ref = event["ref"]
+                started = sent_at.pop(ref)
+                # The protocol answers one connection's requests in order (pipelining).
+                if ref < last_acked:
+                    counters.errors += 1
+                    if len(counters.error_samples) < 5:
+                        counters.error_samples.append(f"ack {ref} after ack {last_acked}")
+                last_acked = ref
                 if counters.measuring:
                     counters.acked += 1
                     counters.latencies_ns.append(time.perf_counter_ns() - started)
@@ -320,6 +337,8 @@ def _measure(store: str, rooms: int, args: argparse.Namespace, pin: bool) -> Poi
         counters, elapsed = _run_loop(_drive(server.ws_url, rooms, args, server.cpu_seconds))
     finally:
         server.stop()
+    closed = _CLOSED.search(server.last_log)
+    mean_batch = int(closed[1]) / int(closed[2]) if closed and int(closed[2]) else None
     return Point(
         store=store, rooms=rooms,
         acked_per_second=counters.acked / elapsed,
@@ -328,8 +347,12 @@ def _measure(store: str, rooms: int, args: argparse.Namespace, pin: bool) -> Poi
         acked=counters.acked, errors=counters.errors,
         server_cpu=counters.server_cpu / elapsed, client_cpu=counters.client_cpu / elapsed,
         server_us_per_ack=counters.server_cpu / counters.acked * 1e6 if counters.acked else 0.0,
-        error_samples=counters.error_samples,
+        mean_batch=mean_batch, error_samples=counters.error_samples,
     )
+
+
+_CLOSED = re.compile(r"closed after (\d+) appends in (\d+) commits")
+"""The SQLite store's last log line: its group-commit totals."""
 
 
 def _run_loop(coro: Any) -> Any:
@@ -353,6 +376,7 @@ def _median_point(points: list[Point]) -> Point:
         server_cpu=statistics.median(p.server_cpu for p in points),
         client_cpu=statistics.median(p.client_cpu for p in points),
         server_us_per_ack=statistics.median(p.server_us_per_ack for p in points),
+        mean_batch=middle.mean_batch,
         error_samples=[s for p in points for s in p.error_samples][:5],
     )
 
@@ -445,14 +469,17 @@ def _ratio(point: Point, results: list[Point]) -> float | None:
 def _table(report: dict[str, Any]) -> str:
     lines = [
         f"{'store':<14}{'rooms':>6}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'server cpu':>12}{'client cpu':>12}{'us/ack':>8}{'vs memory':>11}{'errors':>8}",
+        f"{'server cpu':>12}{'client cpu':>12}{'us/ack':>8}{'batch':>7}{'vs memory':>11}"
+        f"{'errors':>8}",
     ]
     for p in report["points"]:
         ratio = "" if p["vs_memory"] is None else f"{p['vs_memory']:.2f}"
+        batch = "" if p["mean_batch"] is None else f"{p['mean_batch']:.1f}"
         lines.append(
             f"{p['store']:<14}{p['rooms']:>6}{p['acked_per_second']:>10.0f}"
             f"{p['p50_ms']:>9.2f}{p['p99_ms']:>9.2f}{p['server_cpu']:>12.2f}"
-            f"{p['client_cpu']:>12.2f}{p['server_us_per_ack']:>8.0f}{ratio:>11}{p['errors']:>8}"
+            f"{p['client_cpu']:>12.2f}{p['server_us_per_ack']:>8.0f}{batch:>7}{ratio:>11}"
+            f"{p['errors']:>8}"
         )
     m = report["machine"]
     lines.append(f"machine: {m['cpu']} x{m['cpus']}, Python {m['python']}, "

@@ -64,7 +64,13 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, draft: Draft) -> Message:
-        """Store `draft` at the room's next offset (creating the room if needed)."""
+        """Store `draft` at the room's next offset (creating the room if needed).
+
+        Appends called one after another get offsets in call order even when the caller
+        does not wait for one before starting the next: an implementation fixes the
+        message's place in the order before its first suspension (a connection's
+        pipelined publishes rely on it).
+        """
 
     @abc.abstractmethod
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:

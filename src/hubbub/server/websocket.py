@@ -143,18 +143,26 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
 
 
 async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
-    async for msg in ws:
-        if msg.type == WSMsgType.TEXT:
-            await conn.handle_text(msg.data)
-        elif msg.type == WSMsgType.BINARY:
-            if conn.plain:
-                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
-                               message=b"binary frames are not supported")
-                return
-            await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
-                                          "send JSON in text frames"))
-        elif msg.type == WSMsgType.ERROR:
-            log.info("connection %s: %s", conn.id, ws.exception())
+    # `handle_text` returns before a publish is stored (publishes are pipelined, see
+    # `Connection`), so the next frame is read while up to `MAX_IN_FLIGHT` are in flight.
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await conn.handle_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                if conn.plain:
+                    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
+                                   message=b"binary frames are not supported")
+                    return
+                await conn.settle()  # the error goes out after the replies before it
+                await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
+                                              "send JSON in text frames"))
+            elif msg.type == WSMsgType.ERROR:
+                log.info("connection %s: %s", conn.id, ws.exception())
+    finally:
+        # Publishes read before the close are still stored and delivered to the room
+        # before the connection leaves it.
+        await conn.settle()
 
 
 def _schedule_expiry(ws: web.WebSocketResponse, expires: float | None) -> asyncio.Handle | None:
