@@ -58,7 +58,7 @@ fanout1000() {
             # shellcheck disable=SC2086  # $target is two words on purpose
             bench "$OUT/fanout-1000-${target##* }-$i.json" $target --subscribers 1000 \
                 --size 64 --duration 3 --warmup 1 --drain 3 \
-                --sweep 10,20,50,100,200,300,400,600,800,1000
+                --sweep 10,20,50,100,200,400,800,1000,1500,2000,3000,4000
         done
     done
     "$PY" benchmarks/summarize.py "$OUT"/fanout-1000-*.json --plot docs/img/fanout-1000.png \
@@ -70,7 +70,8 @@ fanout10000() {
         for target in "--fanout auto" "--fanout sequential" "--server websockets"; do
             # shellcheck disable=SC2086  # $target is two words on purpose
             bench "$OUT/fanout-10000-${target##* }-$i.json" $target --subscribers 10000 \
-                --size 64 --duration 3 --warmup 1 --drain 3 --sweep 10,20,30,40,50,60
+                --size 64 --duration 3 --warmup 1 --drain 3 --sweep 10,20,30,40,60,80,100,150 \
+                --p99-budget-ms 500  # the budget at this size
         done
     done
     "$PY" benchmarks/summarize.py "$OUT"/fanout-10000-*.json \
