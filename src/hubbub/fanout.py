@@ -93,6 +93,10 @@ class Payload:
 class Outlet:
     """One connection's end of the delivery engine; each strategy keeps its state here."""
 
+    # One per connection, like its subclasses: without __slots__ here, every outlet would
+    # carry a __dict__ (~100 bytes per idle connection) despite theirs.
+    __slots__ = ("socket",)
+
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
 

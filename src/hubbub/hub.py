@@ -77,17 +77,26 @@ class Connection:
     - At most `MAX_IN_FLIGHT` publishes are in flight per connection.
     """
 
+    # One per connection, so no __dict__ and nothing made before it is needed: see "Idle
+    # connections" in docs/performance.md.
+    __slots__ = ("_in_flight", "hub", "id", "limiter", "nick", "outlet", "plain", "refusals",
+                 "rooms")
+
     def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, plain: bool) -> None:
         self.hub = hub
         self.id = new_connection_id()
         self.nick = nick
         self.plain = plain
         self.outlet = outlet
-        self.rooms: set[str] = set()
-        self.limiter = TokenBucket(hub.limits.rate_per_second, hub.limits.rate_burst,
-                                   time.monotonic())
+        # A tuple, replaced on join and leave: read far more often than changed, and a few
+        # names at most (a set costs 216 bytes even when empty, a tuple of one 48).
+        self.rooms: tuple[str, ...] = ()
+        # Made on the first request. Exact: a bucket starts full and never holds more than
+        # `burst`, so one made at connect time would still be full by then.
+        self.limiter: TokenBucket | None = None
         self.refusals = 0
-        self._in_flight: deque[asyncio.Task[None]] = deque()
+        # Made on the first pipelined publish: an empty deque costs 624 bytes.
+        self._in_flight: deque[asyncio.Task[None]] | None = None
 
     def member(self) -> dict[str, str]:
         return {"id": self.id, "nick": self.nick}
@@ -104,7 +113,12 @@ class Connection:
 
         Returns before a publish is stored (see the class docstring); `settle` waits for it.
         """
-        wait = self.limiter.take(time.monotonic())
+        now = time.monotonic()
+        limiter = self.limiter
+        if limiter is None:
+            limits = self.hub.limits
+            limiter = self.limiter = TokenBucket(limits.rate_per_second, limits.rate_burst, now)
+        wait = limiter.take(now)
         if wait:
             ref = None if self.plain else p.peek_ref(text)
             await self.settle()
@@ -138,6 +152,8 @@ class Connection:
     async def _start_publish(self, room: str, text: str | None, data: Any,
                              ref: p.Ref | None) -> None:
         in_flight = self._in_flight
+        if in_flight is None:
+            in_flight = self._in_flight = deque()
         while len(in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait((in_flight[0],))
         previous = in_flight[-1] if in_flight else None
@@ -147,6 +163,7 @@ class Connection:
             task.add_done_callback(self._published)
 
     def _published(self, task: asyncio.Task[None]) -> None:
+        assert self._in_flight is not None  # a task is only made after it
         self._in_flight.remove(task)
         # `_publish` answers every Exception itself; anything else must not vanish.
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -298,7 +315,7 @@ class Hub:
     # --- rooms -----------------------------------------------------------------------------
 
     async def join(self, conn: Connection, request: p.Join) -> None:
-        new_rooms = {spec.room for spec in request.rooms} - conn.rooms
+        new_rooms = {spec.room for spec in request.rooms}.difference(conn.rooms)
         if len(conn.rooms) + len(new_rooms) > self.limits.max_rooms:
             raise p.ProtocolError(
                 ErrorCode.TOO_MANY_ROOMS,
@@ -322,12 +339,12 @@ class Hub:
                 # that whatever is stored after that read reaches this member one way or
                 # the other.
                 self.rooms.get_or_create(spec.room).begin_join(conn.id, conn, plain=conn.plain)
-                conn.rooms.add(spec.room)
+                conn.rooms = (*conn.rooms, spec.room)
                 results.append(await self._prepare_join(spec))
         except BaseException:
-            for room in new_rooms & conn.rooms:
-                conn.rooms.discard(room)
+            for room in new_rooms.intersection(conn.rooms):
                 self.rooms.remove_member(room, conn.id)
+            conn.rooms = tuple(room for room in conn.rooms if room not in new_rooms)
             raise
         if not conn.plain:
             entries = [
@@ -410,7 +427,7 @@ class Hub:
             await conn.send(data)
 
     async def _leave(self, conn: Connection, room: str) -> None:
-        conn.rooms.discard(room)
+        conn.rooms = tuple(name for name in conn.rooms if name != room)
         if self.rooms.remove_member(room, conn.id) is not None:
             await self._announce(conn, room, "leave")
 

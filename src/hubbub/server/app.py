@@ -37,7 +37,7 @@ RETENTION = web.AppKey("retention", asyncio.Task[None])
 def make_app(settings: Settings, store: MessageStore) -> web.Application:
     hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits)
     app = web.Application(
-        middlewares=[security_headers, http_api.api_guard],
+        middlewares=[http_api.api_guard],
         # HTTP bodies are bounded like WebSocket frames: a publish is one message either way.
         client_max_size=settings.max_frame_bytes,
     )
@@ -51,19 +51,21 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app.add_routes(http_api.routes)
+    app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(close_websockets)
     app.cleanup_ctx.append(retention)
     return app
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
-    if not response.prepared:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # A signal rather than a middleware: a middleware's frame would stay alive as long as
+    # each WebSocket connection does (~250 bytes each). A WebSocket's 101 response keeps its
+    # headers for the connection's lifetime, and they mean nothing to it.
+    if response.status == 101:
+        return
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
 
 
 async def index(request: web.Request) -> web.StreamResponse:

@@ -22,6 +22,9 @@ from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.ws")
 
+PROTOCOLS = (p.SUBPROTOCOL,)
+"""The subprotocols offered: one tuple shared by every connection's response, which keeps it."""
+
 SLOW_CLOSE_GRACE = 1.0
 """Seconds a too-slow client's close frame may take before the connection is aborted."""
 
@@ -81,28 +84,13 @@ class AiohttpSocket:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    # This coroutine's frame lives as long as the connection, so what is needed only before
+    # the handshake is in `_admit` (see "Idle connections" in docs/performance.md).
     settings: Settings = request.app[keys.SETTINGS]
     hub: Hub = request.app[keys.HUB]
-    if not origin_allowed(request, settings.allowed_origins):
-        log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
-        raise web.HTTPForbidden(text="origin not allowed\n")
-    nick = request.query.get("nick")
-    if nick is not None and not is_valid_nick(nick):
-        raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
-    expires: float | None = None
-    if settings.jwt_secret:
-        try:
-            claims = decode_token(request.query.get("token"), settings.jwt_secret)
-        except TokenError as exc:
-            raise web.HTTPUnauthorized(text=f"{exc}\n") from None
-        claimed = claims.get("nick")
-        if isinstance(claimed, str) and is_valid_nick(claimed):
-            nick = claimed
-        exp = claims.get("exp")
-        expires = float(exp) if isinstance(exp, int | float) else None
-
+    nick, expires = _admit(request, settings)
     ws = web.WebSocketResponse(
-        protocols=(p.SUBPROTOCOL,),
+        protocols=PROTOCOLS,
         heartbeat=settings.heartbeat or None,
         max_msg_size=settings.max_frame_bytes,
         compress=settings.compression,
@@ -118,7 +106,28 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
               conn.nick)
     try:
         await _greet(hub, conn, settings)
-        await _serve(ws, conn)
+        # The read loop is here rather than in a coroutine of its own, which would be one
+        # more frame alive per connection (~250 bytes). `handle_text` returns before a
+        # publish is stored (publishes are pipelined, see `Connection`), so the next frame
+        # is read while up to `MAX_IN_FLIGHT` are in flight.
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await conn.handle_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    if plain:
+                        await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
+                                       message=b"binary frames are not supported")
+                        break
+                    await conn.settle()  # the error goes out after the replies before it
+                    await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
+                                                  "send JSON in text frames"))
+                elif msg.type == WSMsgType.ERROR:
+                    log.info("connection %s: %s", conn.id, ws.exception())
+        finally:
+            # Publishes read before the close are still stored and delivered to the room
+            # before the connection leaves it.
+            await conn.settle()
     except Exception:
         log.exception("connection %s failed", conn.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
@@ -131,6 +140,33 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float | None]:
+    """The checks before the handshake: (the nick asked for, the token's expiry), or an
+    HTTP error."""
+    if not origin_allowed(request, settings.allowed_origins):
+        log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="origin not allowed\n")
+    # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
+    # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.
+    url = request.rel_url
+    query = url.query if url.raw_query_string else None
+    nick = query.get("nick") if query is not None else None
+    if nick is not None and not is_valid_nick(nick):
+        raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
+    if not settings.jwt_secret:
+        return nick, None
+    try:
+        claims = decode_token(query.get("token") if query is not None else None,
+                              settings.jwt_secret)
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=f"{exc}\n") from None
+    claimed = claims.get("nick")
+    if isinstance(claimed, str) and is_valid_nick(claimed):
+        nick = claimed
+    exp = claims.get("exp")
+    return nick, float(exp) if isinstance(exp, int | float) else None
+
+
 async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
     if conn.plain:
         await hub.join(conn, p.Join((p.JoinSpec(LOBBY, history=settings.plain_history or None),)))
@@ -140,29 +176,6 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
         "id": conn.id, "nick": conn.nick, "heartbeat": settings.heartbeat,
         "limits": hub.limits.to_wire(),
     }))
-
-
-async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
-    # `handle_text` returns before a publish is stored (publishes are pipelined, see
-    # `Connection`), so the next frame is read while up to `MAX_IN_FLIGHT` are in flight.
-    try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                await conn.handle_text(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                if conn.plain:
-                    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
-                                   message=b"binary frames are not supported")
-                    return
-                await conn.settle()  # the error goes out after the replies before it
-                await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
-                                              "send JSON in text frames"))
-            elif msg.type == WSMsgType.ERROR:
-                log.info("connection %s: %s", conn.id, ws.exception())
-    finally:
-        # Publishes read before the close are still stored and delivered to the room
-        # before the connection leaves it.
-        await conn.settle()
 
 
 def _schedule_expiry(ws: web.WebSocketResponse, expires: float | None) -> asyncio.Handle | None:
