@@ -69,6 +69,7 @@ async def test_an_overflowing_client_is_closed_and_nobody_else_notices() -> None
     assert engine.slow_closes == 1
     stalled_outlet = outlets[1]
     assert isinstance(stalled_outlet, CorkedOutlet)
+    assert stalled_outlet.outbox is not None
     assert stalled_outlet.outbox.size <= 1000  # memory held for it stays bounded
     assert len(fast.received()) == 50
 
@@ -148,7 +149,9 @@ async def test_a_socket_that_caught_up_is_written_directly_again() -> None:
     slow.held = HIGH_WATER + 1
     await engine.fanout([outlet], Payload(b"m0"))
     await pass_loop()
-    assert isinstance(outlet, CorkedOutlet) and outlet.backlogged and slow.writes == []
+    assert isinstance(outlet, CorkedOutlet)
+    backlogged_while_full = outlet.backlogged
+    assert backlogged_while_full and slow.writes == []
     slow.release()
     await pass_loop()
     assert not outlet.backlogged and outlet.writer is None

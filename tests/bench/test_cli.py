@@ -55,6 +55,7 @@ def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_bad_flags_exit_2_with_a_message(args: list[str], message: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     # In-process, for speed: every case here is refused before any process or socket exists.
+    code: int | str | None
     try:
         code = main(args)
     except SystemExit as exc:

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from hubbub.bench import payload
-from hubbub.bench.client import GUID, BenchError, Endpoint, connect, time_ns
+from hubbub.bench.client import GUID, connect, time_ns
+from hubbub.bench.endpoint import Endpoint
+from hubbub.bench.errors import BenchError
 from hubbub.bench.tally import Tally
 
 
@@ -69,8 +71,12 @@ class Relay:
         writer.close()
 
 
+Serve = Callable[[Relay], asyncio.Future[str]]
+"""The `serve` fixture: start a relay, get the URL it listens on."""
+
+
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Relay], asyncio.Future[str]]]:
+async def serve() -> AsyncIterator[Serve]:
     servers: list[asyncio.Server] = []
 
     async def start(relay: Relay) -> str:
@@ -92,7 +98,7 @@ async def settle(tally: Tally, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_many_frames_in_one_write_are_all_counted(serve) -> None:
+async def test_many_frames_in_one_write_are_all_counted(serve: Serve) -> None:
     frames = b"".join(bench(seq) for seq in range(1, 501))
     url = await serve(Relay([frames]))
     tally = Tally()
@@ -105,7 +111,7 @@ async def test_many_frames_in_one_write_are_all_counted(serve) -> None:
     client.close()
 
 
-async def test_frames_split_at_every_byte_are_all_counted(serve) -> None:
+async def test_frames_split_at_every_byte_are_all_counted(serve: Serve) -> None:
     stream = bench(1) + bench(2) + frame(b"hello") + bench(3)
     url = await serve(Relay([stream[i : i + 1] for i in range(len(stream))]))
     tally = Tally()
@@ -115,7 +121,7 @@ async def test_frames_split_at_every_byte_are_all_counted(serve) -> None:
     client.close()
 
 
-async def test_small_groups_of_frames_are_counted_and_checked(serve) -> None:
+async def test_small_groups_of_frames_are_counted_and_checked(serve: Serve) -> None:
     # Chunks of a few frames, apart in time so that each arrives in its own read: the path
     # that decodes them straight from the received bytes.
     lookalike = frame(b"0: " + b"y" * 64)  # exactly as long as a bench frame
@@ -130,7 +136,7 @@ async def test_small_groups_of_frames_are_counted_and_checked(serve) -> None:
     client.close()
 
 
-async def test_a_foreign_frame_inside_a_batch_breaks_nothing(serve) -> None:
+async def test_a_foreign_frame_inside_a_batch_breaks_nothing(serve: Serve) -> None:
     chunk = b"".join(bench(s) for s in range(20)) + frame(b"error: rate limited") + \
         b"".join(bench(s) for s in range(20, 40)) + bench(40, prefix="somebody-else: ")
     url = await serve(Relay([chunk]))
@@ -141,7 +147,7 @@ async def test_a_foreign_frame_inside_a_batch_breaks_nothing(serve) -> None:
     client.close()
 
 
-async def test_fragments_ping_and_stale_messages(serve) -> None:
+async def test_fragments_ping_and_stale_messages(serve: Serve) -> None:
     text = ("0: " + payload.make(7, time_ns(), 64)).encode()
     stream = (frame(text[:10], fin=False) + frame(b"ping!", opcode=0x9)
               + frame(text[10:], opcode=0x0) + bench(3) + bench(8) + bench(8))
@@ -159,7 +165,7 @@ async def test_fragments_ping_and_stale_messages(serve) -> None:
     assert relay.received[1] & 0x80
 
 
-async def test_server_close_code_is_recorded(serve) -> None:
+async def test_server_close_code_is_recorded(serve: Serve) -> None:
     url = await serve(Relay([bench(1), frame((4008).to_bytes(2, "big") + b"too slow", 0x8)]))
     tally = Tally()
     client = await connect(Endpoint.parse(url), tally, stalled=False, limit_s=5)
@@ -173,7 +179,7 @@ async def test_server_close_code_is_recorded(serve) -> None:
     bytes((0x81, 127)) + (2**62).to_bytes(8, "big"),
     frame(b"", opcode=0x3),
 ])
-async def test_hostile_frames_close_the_connection(serve, hostile: bytes) -> None:
+async def test_hostile_frames_close_the_connection(serve: Serve, hostile: bytes) -> None:
     url = await serve(Relay([bench(1), hostile]))
     tally = Tally()
     client = await connect(Endpoint.parse(url), tally, stalled=False, limit_s=5)
@@ -182,7 +188,7 @@ async def test_hostile_frames_close_the_connection(serve, hostile: bytes) -> Non
     assert tally.received == 1
 
 
-async def test_binary_frames_are_counted_as_unexpected(serve) -> None:
+async def test_binary_frames_are_counted_as_unexpected(serve: Serve) -> None:
     url = await serve(Relay([frame(b"\x00\x01", opcode=0x2), bench(1)]))
     tally = Tally()
     client = await connect(Endpoint.parse(url), tally, stalled=False, limit_s=5)
@@ -195,13 +201,13 @@ async def test_binary_frames_are_counted_as_unexpected(serve) -> None:
     (Relay([], accept="bm90IHRoZSByaWdodCBrZXk="), "Sec-WebSocket-Accept"),
     (Relay([], status="403 Forbidden"), "403"),
 ])
-async def test_bad_handshakes_fail_with_a_reason(serve, relay: Relay, reason: str) -> None:
+async def test_bad_handshakes_fail_with_a_reason(serve: Serve, relay: Relay, reason: str) -> None:
     url = await serve(relay)
     with pytest.raises(BenchError, match=reason):
         await connect(Endpoint.parse(url), Tally(), stalled=False, limit_s=5)
 
 
-async def test_a_stalled_client_reads_nothing_until_released(serve) -> None:
+async def test_a_stalled_client_reads_nothing_until_released(serve: Serve) -> None:
     url = await serve(Relay([bench(s) for s in range(1, 11)]))
     tally = Tally()
     client = await connect(Endpoint.parse(url), tally, stalled=True, limit_s=5)

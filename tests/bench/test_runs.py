@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
@@ -45,7 +45,7 @@ def only_point(data: dict[str, Any]) -> dict[str, Any]:
     [target] = data["results"]
     [point] = target["points"]
     assert set(point) == POINT_KEYS
-    return point
+    return cast(dict[str, Any], point)
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rawws import OP_TEXT, RawWebSocket, frame
-from wsclient import JsonClient, http_get_json, join, json_client, unique
 
+from support.rawws import OP_TEXT, RawWebSocket, frame
 from support.server import ServerProcess, running
+from support.wsclient import JsonClient, http_get_json, join, json_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 

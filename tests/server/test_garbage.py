@@ -12,10 +12,10 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawws import OP_TEXT, RawWebSocket, frame
-from wsclient import JsonClient, http_get_json, json_client
 
+from support.rawws import OP_TEXT, RawWebSocket, frame
 from support.server import ServerProcess, running
+from support.wsclient import JsonClient, http_get_json, json_client
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from wsclient import http_get_json, http_post_json, join, json_client, plain_client, unique
 
 from support.server import ServerProcess, running
+from support.wsclient import http_get_json, http_post_json, join, json_client, plain_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from wsclient import Event, http_post_json, join, json_client, plain_client, unique
 
 from support.server import ServerProcess
+from support.wsclient import Event, http_post_json, join, json_client, plain_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,7 +41,7 @@ async def test_welcome(module_server: ServerProcess) -> None:
         assert w["server"].startswith("hubbub/")
         assert ID.fullmatch(w["id"])
         assert re.fullmatch(r"guest-[0-9a-f]{4}", w["nick"])
-        assert w["heartbeat"] == 30
+        assert w["heartbeat"] == 30 and isinstance(w["heartbeat"], int)  # as documented
         assert w["limits"] == {"max_frame_bytes": 65536, "max_text_bytes": 8192,
                                "max_rooms": 100, "history_page_max": 100,
                                "rate_per_second": 0, "rate_burst": 100}

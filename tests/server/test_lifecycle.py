@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
-from rawws import OP_TEXT, RawWebSocket
-from wsclient import (
+
+from support.rawws import OP_TEXT, RawWebSocket
+from support.server import ServerFactory, ServerProcess
+from support.wsclient import (
     TIMEOUT,
     http_get_json,
     http_post_json,
@@ -18,8 +20,6 @@ from wsclient import (
     plain_client,
     unique,
 )
-
-from support.server import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 

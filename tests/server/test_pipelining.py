@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
-from rawws import OP_TEXT, RawWebSocket, frame
-from wsclient import Event, JsonClient, join, json_client, plain_client, unique
 
 from hubbub.core.limits import Limits
 from hubbub.core.memory_store import MemoryStore
@@ -24,7 +22,9 @@ from hubbub.core.message import Draft, Message
 from hubbub.fanout import Socket, make_delivery
 from hubbub.hub import MAX_IN_FLIGHT, Hub
 from memsocket import MemorySocket
+from support.rawws import OP_TEXT, RawWebSocket, frame
 from support.server import ServerFactory, ServerProcess, running
+from support.wsclient import Event, JsonClient, join, json_client, plain_client, unique
 
 pytestmark = pytest.mark.timeout(120)
 

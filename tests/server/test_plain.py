@@ -12,9 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from wsclient import http_post_json, join, json_client, plain_client
 
 from support.server import ServerProcess, running
+from support.wsclient import http_post_json, join, json_client, plain_client
 
 pytestmark = pytest.mark.timeout(60)
 

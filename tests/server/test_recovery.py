@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from wsclient import join, json_client, unique
 
 from support.server import ServerProcess, running
+from support.wsclient import join, json_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 

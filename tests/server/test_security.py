@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import aiohttp
 import jwt
 import pytest
-from wsclient import TIMEOUT, json_client, plain_client
 
 from support.server import ServerProcess, running
+from support.wsclient import TIMEOUT, json_client, plain_client
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -173,7 +173,7 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
         return
     await conn.send(p.encode({
         "type": "welcome", "protocol": p.SUBPROTOCOL, "server": f"hubbub/{__version__}",
-        "id": conn.id, "nick": conn.nick, "heartbeat": settings.heartbeat,
+        "id": conn.id, "nick": conn.nick, "heartbeat": _seconds(settings.heartbeat),
         "limits": hub.limits.to_wire(),
     }))
 
@@ -187,3 +187,8 @@ def _schedule_expiry(ws: web.WebSocketResponse, expires: float | None) -> asynci
         spawn(ws.close(code=CloseCode.UNAUTHORIZED, message=b"token expired"), "token-expiry")
 
     return asyncio.get_running_loop().call_later(delay, close)
+
+
+def _seconds(value: float) -> int | float:
+    """Whole seconds as an integer on the wire (`30`, not `30.0`), as the protocol shows."""
+    return int(value) if value.is_integer() else value

@@ -15,7 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from wsclient import TIMEOUT
+from support.wsclient import TIMEOUT
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
