@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -43,7 +43,6 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
-    app[keys.SOCKETS] = {}
     app[RUNNING] = True
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
@@ -113,14 +112,13 @@ async def close_websockets(app: web.Application) -> None:
     app[RUNNING] = False
     hub = app[keys.HUB]
     hub.delivery.flush()
-    sockets = list(app[keys.SOCKETS].values())
+    # The hub's registry of connections is the only one: a second would cost every idle
+    # connection another dict entry.
+    sockets = [conn.outlet.socket for conn in hub.connections.values()]
     if sockets:
         log.info("closing %d WebSocket connection(s)", len(sockets))
-        await asyncio.gather(
-            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-              for ws in sockets),
-            return_exceptions=True,
-        )
+        await asyncio.gather(*(socket.close_going_away() for socket in sockets),
+                             return_exceptions=True)
 
 
 async def retention(app: web.Application) -> AsyncIterator[None]:

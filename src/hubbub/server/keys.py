@@ -9,4 +9,3 @@ from hubbub.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
-SOCKETS = web.AppKey("sockets", dict[str, web.WebSocketResponse])

@@ -68,6 +68,9 @@ class AiohttpSocket:
     async def send_text(self, text: str) -> None:
         await self.ws.send_str(text)
 
+    async def close_going_away(self) -> None:
+        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
     def close_too_slow(self) -> None:
         spawn(self._close_slow(), "close-too-slow")
 
@@ -100,7 +103,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     socket = AiohttpSocket(ws, request)
     conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
                        plain=plain)
-    request.app[keys.SOCKETS][conn.id] = ws
     expiry = _schedule_expiry(ws, expires)
     log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
               conn.nick)
@@ -134,7 +136,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     finally:
         if expiry is not None:
             expiry.cancel()
-        request.app[keys.SOCKETS].pop(conn.id, None)
         await hub.disconnect(conn)
         log.debug("connection %s closed with %s", conn.id, ws.close_code)
     return ws
