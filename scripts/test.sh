@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian chromium, redis-server, tmux, iproute2; Python packages
+# Install everything the tests need (Debian chromium, tmux, iproute2; Python packages
 # into .venv), then run them all: ruff, mypy, pytest. Extra arguments go to pytest.
 source "$(dirname "$0")/_env.sh"
-apt_install chromium redis-server tmux iproute2
+apt_install chromium tmux iproute2
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks examples scripts

@@ -1,1 +1,1 @@
-"""Test support: real server processes, free ports, private redis-server."""
+"""Test support: real server processes on free ports, and WebSocket clients to drive them."""
