@@ -166,3 +166,28 @@ async def test_slow_client_closed_4008_fast_client_gets_everything(
     assert closing is None or closing.close_code == 4008, closing
     await slow.close()
     assert "4008" in server.log_text()
+
+
+async def test_heartbeat_keeps_a_client_that_answers_pings(start_server: ServerFactory) -> None:
+    server = start_server("--store", "memory", "--heartbeat", "0.3")
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(server.ws_url, autoping=False) as quiet:
+        pings = 0
+        while pings < 5:  # five rounds: long past the point where silence is cut off
+            msg = await quiet.receive(timeout=TIMEOUT)
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings += 1
+                await quiet.pong(msg.data)
+            else:
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg  # lobby traffic only
+        assert await _connections(server) == 1
+
+
+async def test_server_answers_a_clients_ping(start_server: ServerFactory) -> None:
+    server = start_server("--store", "memory")
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(server.ws_url, autoping=False, protocols=("hubbub.v1",)) as ws:
+        await ws.receive_json(timeout=TIMEOUT)  # welcome
+        await ws.ping(b"are you there")
+        msg = await ws.receive(timeout=TIMEOUT)
+        assert msg.type == aiohttp.WSMsgType.PONG and msg.data == b"are you there"

@@ -19,6 +19,7 @@ from hubbub.core.store import MessageStore
 from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
+from hubbub.server.heartbeat import heartbeat
 from hubbub.server.websocket import websocket_handler
 
 log = logging.getLogger("hubbub.server")
@@ -53,6 +54,7 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(close_websockets)
     app.cleanup_ctx.append(retention)
+    app.cleanup_ctx.append(heartbeat)
     return app
 
 

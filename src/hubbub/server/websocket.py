@@ -25,6 +25,9 @@ log = logging.getLogger("hubbub.ws")
 PROTOCOLS = (p.SUBPROTOCOL,)
 """The subprotocols offered: one tuple shared by every connection's response, which keeps it."""
 
+PING_FRAME = b"\x89\x00"
+"""An unmasked, empty ping: FIN + opcode 9, no payload."""
+
 SLOW_CLOSE_GRACE = 1.0
 """Seconds a too-slow client's close frame may take before the connection is aborted."""
 
@@ -32,7 +35,7 @@ SLOW_CLOSE_GRACE = 1.0
 class AiohttpSocket:
     """The delivery engine's view of one aiohttp WebSocket (see `hubbub.fanout.Socket`)."""
 
-    __slots__ = ("framed", "request", "transport", "ws")
+    __slots__ = ("framed", "request", "seen", "transport", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
@@ -42,6 +45,8 @@ class AiohttpSocket:
         self.transport = transport
         # Shared pre-framed bytes are only valid without per-connection compression.
         self.framed = not ws.compress
+        self.seen = time.monotonic()
+        """When the client last sent anything: a frame, a pong (see `heartbeat.py`)."""
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
@@ -71,6 +76,20 @@ class AiohttpSocket:
     async def close_going_away(self) -> None:
         await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
+    def beat(self, silent_since: float) -> None:
+        """One heartbeat round: ping a client that sent anything since `silent_since` (the
+        previous round, when it was pinged), cut off one that did not."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if self.seen < silent_since:
+            log.info("dropping a connection that answered no ping for a heartbeat interval")
+            transport.abort()
+            return
+        # A control frame may go between any two frames, and every frame is written whole,
+        # so the ping needs no place in the outbox.
+        transport.write(PING_FRAME)
+
     def close_too_slow(self) -> None:
         spawn(self._close_slow(), "close-too-slow")
 
@@ -94,7 +113,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     nick, expires = _admit(request, settings)
     ws = web.WebSocketResponse(
         protocols=PROTOCOLS,
-        heartbeat=settings.heartbeat or None,
+        # Pings and pongs are ours (`heartbeat.py`): one timer for every connection instead
+        # of aiohttp's timer per connection.
+        heartbeat=None,
+        autoping=False,
         max_msg_size=settings.max_frame_bytes,
         compress=settings.compression,
     )
@@ -114,8 +136,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         # is read while up to `MAX_IN_FLIGHT` are in flight.
         try:
             async for msg in ws:
+                socket.seen = time.monotonic()
                 if msg.type == WSMsgType.TEXT:
                     await conn.handle_text(msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     if plain:
                         await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,

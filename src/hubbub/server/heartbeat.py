@@ -1,0 +1,47 @@
+"""WebSocket heartbeats: one timer for every connection, not one each.
+
+Every `heartbeat` seconds each connection that sent anything since the previous round (a
+pong to that round's ping, or any other frame) is pinged again, and one that stayed silent
+for the whole interval is cut off. aiohttp's own heartbeat keeps a timer handle per
+connection, about 0.7 KiB of an idle connection's 15 (see "Idle connections" in
+docs/performance.md); this costs each connection one timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import cast
+
+from aiohttp import web
+
+from hubbub.hub import Hub
+from hubbub.server import keys
+from hubbub.server.websocket import AiohttpSocket
+from hubbub.tasks import spawn
+
+log = logging.getLogger("hubbub.heartbeat")
+
+
+async def heartbeat(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: run the heartbeat while the app runs (`--heartbeat 0`: never)."""
+    interval = app[keys.SETTINGS].heartbeat
+    task = spawn(_beat(app[keys.HUB], interval), "heartbeat") if interval else None
+    yield
+    if task is not None:
+        task.cancel()
+
+
+async def _beat(hub: Hub, interval: float) -> None:
+    previous = time.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        now = time.monotonic()
+        for conn in list(hub.connections.values()):
+            try:
+                cast(AiohttpSocket, conn.outlet.socket).beat(silent_since=previous)
+            except Exception:  # one broken connection must not stop the heartbeat
+                log.exception("heartbeat for connection %s failed", conn.id)
+        previous = now
