@@ -172,7 +172,7 @@ class Connection:
     async def _publish(self, room: str, text: str | None, data: Any, ref: p.Ref | None,
                        previous: asyncio.Task[None] | None) -> None:
         # Nothing may be awaited before `publish_from`: its append must enter the store
-        # during the eager first step (see `_start_eagerly`), which runs in frame order.
+        # during the eager first step (see `tasks.start_eagerly`), which runs in frame order.
         if previous is not None:
             _answer_after.set((self, previous))
         try:

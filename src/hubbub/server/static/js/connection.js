@@ -50,7 +50,16 @@ export class Connection {
       if (!this.socket) this.connectNow();
     });
     window.addEventListener("offline", () => {
-      if (!this.socket) this.setStatus({ state: "offline" });
+      // A socket may go on looking open long after the network went away (Chromium does
+      // not always report it closed while offline): give it up now, and reconnect, with
+      // recovery, once the browser is back online.
+      const socket = this.socket;
+      if (!socket) {
+        this.setStatus({ state: "offline" });
+        return;
+      }
+      this.closed(socket, { code: 1006 });
+      if (socket.readyState === WebSocket.OPEN) socket.close();
     });
   }
 
@@ -81,7 +90,14 @@ export class Connection {
       return;
     }
     this.socket = socket;
-    socket.addEventListener("message", (event) => this.receive(event.data));
+    // Events of a socket this page already gave up on (see "offline") are ignored, and such
+    // a socket that opens after all is closed at once.
+    socket.addEventListener("open", () => {
+      if (socket !== this.socket) socket.close();
+    });
+    socket.addEventListener("message", (event) => {
+      if (socket === this.socket) this.receive(event.data);
+    });
     socket.addEventListener("close", (event) => this.closed(socket, event));
   }
 
