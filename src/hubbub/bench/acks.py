@@ -27,22 +27,18 @@ import platform
 import re
 import shlex
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import psutil
+
+from hubbub.bench.errors import BenchError
+from hubbub.bench.targets import ServerProcess, Target
 
 PROTOCOL = "hubbub.v1"
 
@@ -108,73 +104,6 @@ def _cpu_list(text: str) -> set[int]:
         lo, _, hi = part.partition("-")
         cpus.update(range(int(lo), int(hi or lo) + 1))
     return cpus
-
-
-# ------------------------------------------------------------------ the server
-
-
-class Server:
-    """One `hubbub serve` child on a free port, killed by PID only."""
-
-    def __init__(self, store_args: list[str], extra: list[str], cpu: str | None) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="hubbub-bench-acks-")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.command = [
-            sys.executable, "-m", "hubbub", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--data-dir", str(Path(self._tmp.name) / "data"),
-            "--rate-per-second", "0", *store_args, *extra,
-        ]
-        if cpu is not None:
-            self.command = ["taskset", "-c", cpu, *self.command]
-        self._log_path = Path(self._tmp.name) / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.last_log = ""
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self, timeout: float = 20.0) -> None:
-        with open(self._log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/healthz"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not become healthy:\n{self.log()}")
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        # With taskset the child is taskset exec'ing python: same PID, so this is the server.
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
-
-    def log(self) -> str:
-        try:
-            return self._log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.last_log = self.log()  # the directory, log included, goes now
-        self._tmp.cleanup()
 
 
 # ------------------------------------------------------------------ the load
@@ -331,13 +260,16 @@ def _measure(store: str, rooms: int, args: argparse.Namespace, pin: bool) -> Poi
     extra = list(args.server_arg)
     if store == "sqlite-batch" and args.commit_window_ms is not None:
         extra += ["--commit-window-ms", str(args.commit_window_ms)]
-    server = Server(STORES[store], extra, args.server_cpu if pin else None)
+    command = (sys.executable, "-m", "hubbub", "serve", "--host", "127.0.0.1",
+               "--port", "{port}", "--data-dir", "{data_dir}", "--rate-per-second", "0",
+               *STORES[store], *extra)
+    target = Target(f"hubbub/{store}", "ws://127.0.0.1:{port}/ws", command)
+    server = ServerProcess.start(target, _cpu_list(args.server_cpu) if pin else None)
     try:
-        server.start()
-        counters, elapsed = _run_loop(_drive(server.ws_url, rooms, args, server.cpu_seconds))
+        counters, elapsed = _run_loop(_drive(server.url, rooms, args, server.cpu_seconds))
     finally:
         server.stop()
-    closed = _CLOSED.search(server.last_log)
+    closed = _CLOSED.search(server.final_log)
     mean_batch = int(closed[1]) / int(closed[2]) if closed and int(closed[2]) else None
     return Point(
         store=store, rooms=rooms,
@@ -428,7 +360,8 @@ def run(args: argparse.Namespace) -> int:
             for _ in range(args.repeat):
                 try:
                     runs.append(_measure(store, rooms, args, pin))
-                except (RuntimeError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                except (BenchError, RuntimeError, OSError, aiohttp.ClientError,
+                        TimeoutError) as exc:
                     print(f"bench-acks: {store} with {rooms} room(s) failed: {exc}",
                           file=sys.stderr)
                     return 1

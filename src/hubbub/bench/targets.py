@@ -106,6 +106,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
     workdir: tempfile.TemporaryDirectory[str]
+    final_log: str = ""
     _ps: psutil.Process = field(init=False)
 
     def __post_init__(self) -> None:
@@ -174,7 +175,8 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code. The log's tail,
+        shutdown lines included, stays readable as `final_log` once the files are gone."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -182,6 +184,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
+        self.final_log = self.log_text()
         self.workdir.cleanup()
         return code
 
