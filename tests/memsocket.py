@@ -18,7 +18,6 @@ class MemorySocket:
         self.texts: list[str] = []
         self.held = 0
         self.slow_closed = 0
-        self.went_away = False
         self._drained = asyncio.Event()
 
     def write(self, data: bytes) -> None:
@@ -36,7 +35,7 @@ class MemorySocket:
         return self.held
 
     def closing(self) -> bool:
-        return self.slow_closed > 0 or self.went_away
+        return self.slow_closed > 0
 
     async def drain(self) -> None:
         await self._drained.wait()
@@ -53,9 +52,6 @@ class MemorySocket:
 
     def close_too_slow(self) -> None:
         self.slow_closed += 1
-
-    async def close_going_away(self) -> None:
-        self.went_away = True
 
     def received(self) -> list[str]:
         """Every text the peer got, in order, whichever path it took."""

@@ -66,9 +66,6 @@ class Socket(Protocol):
     def close_too_slow(self) -> None:
         """Close with 4008, aborting if even that cannot be written soon."""
 
-    async def close_going_away(self) -> None:
-        """Close with 1001: the server is shutting down."""
-
 
 class Payload:
     """One text frame's content, encoded once and framed at most once."""

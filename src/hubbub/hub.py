@@ -274,8 +274,6 @@ class Hub:
                            ref: p.Ref | None) -> None:
         if room not in conn.rooms:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
-        if conn.plain:
-            text, data = p.validate_body(text, data, self.limits)
         # No await may come before the store's `append` here or in `publish`: pipelined
         # publishes rely on it taking its place in the store's queue in their first step.
         message = await self.publish(room, text=text, data=data, nick=conn.nick,

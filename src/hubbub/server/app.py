@@ -20,7 +20,7 @@ from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
 from hubbub.server.heartbeat import heartbeat
-from hubbub.server.websocket import websocket_handler
+from hubbub.server.websocket import socket_of, websocket_handler
 
 log = logging.getLogger("hubbub.server")
 
@@ -116,7 +116,7 @@ async def close_websockets(app: web.Application) -> None:
     hub.delivery.flush()
     # The hub's registry of connections is the only one: a second would cost every idle
     # connection another dict entry.
-    sockets = [conn.outlet.socket for conn in hub.connections.values()]
+    sockets = [socket_of(conn) for conn in hub.connections.values()]
     if sockets:
         log.info("closing %d WebSocket connection(s)", len(sockets))
         await asyncio.gather(*(socket.close_going_away() for socket in sockets),

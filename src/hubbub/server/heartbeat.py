@@ -13,13 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
 from hubbub.hub import Hub
 from hubbub.server import keys
-from hubbub.server.websocket import AiohttpSocket
+from hubbub.server.websocket import socket_of
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.heartbeat")
@@ -41,7 +40,7 @@ async def _beat(hub: Hub, interval: float) -> None:
         now = time.monotonic()
         for conn in list(hub.connections.values()):
             try:
-                cast(AiohttpSocket, conn.outlet.socket).beat(silent_since=previous)
+                socket_of(conn).beat(silent_since=previous)
             except Exception:  # one broken connection must not stop the heartbeat
                 log.exception("heartbeat for connection %s failed", conn.id)
         previous = now

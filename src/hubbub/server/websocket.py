@@ -105,6 +105,11 @@ class AiohttpSocket:
                 self.transport.abort()
 
 
+def socket_of(conn: Connection) -> AiohttpSocket:
+    """The aiohttp socket behind a connection (every connection this server makes has one)."""
+    return cast(AiohttpSocket, conn.outlet.socket)
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # This coroutine's frame lives as long as the connection, so what is needed only before
     # the handshake is in `_admit` (see "Idle connections" in docs/performance.md).
@@ -174,16 +179,14 @@ def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float 
         raise web.HTTPForbidden(text="origin not allowed\n")
     # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
     # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.
-    url = request.rel_url
-    query = url.query if url.raw_query_string else None
-    nick = query.get("nick") if query is not None else None
+    query = request.rel_url.query
+    nick = query.get("nick")
     if nick is not None and not is_valid_nick(nick):
         raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
     if not settings.jwt_secret:
         return nick, None
     try:
-        claims = decode_token(query.get("token") if query is not None else None,
-                              settings.jwt_secret)
+        claims = decode_token(query.get("token"), settings.jwt_secret)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=f"{exc}\n") from None
     claimed = claims.get("nick")
