@@ -258,3 +258,32 @@ def test_unwritable_data_dir(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "hubbub serving on" not in result.stdout
     assert not listening(port)
+
+
+HIDE = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == {missing!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Hide())
+from hubbub.cli import main
+sys.exit(main({argv!r}))
+"""
+"""Runs `hubbub` as if `missing` were not installed."""
+
+
+@pytest.mark.parametrize(("missing", "argv", "code"), [
+    ("numpy", ["bench", "--subscribers", "1"], 1),
+    ("matplotlib", ["bench", "--subscribers", "1", "--plot", "out.png"], 2),
+    ("websockets", ["bench", "--subscribers", "1", "--server", "websockets"], 2),
+])
+def test_bench_without_its_extra_says_what_to_install(missing: str, argv: list[str],
+                                                       code: int, tmp_path: Path) -> None:
+    script = HIDE.format(missing=missing, argv=argv)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert missing in result.stderr and "pip install 'hubbub[bench]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.png").exists()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from hubbub import __version__
 from hubbub.config import ConfigError, add_arguments, load
@@ -38,22 +38,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(plugin=module_name)
         if name == command:
-            _load_plugin(name, module_name).add_arguments(sub)
+            with _optional_packages(name):
+                importlib.import_module(module_name).add_arguments(sub)
     return parser
 
 
-OPTIONAL_PACKAGES = {"numpy": "bench", "matplotlib": "bench", "websockets": "bench"}
-"""Packages that only an extra installs, and the extra that does."""
+OPTIONAL_PACKAGES = {"numpy": "bench"}
+"""Packages that only an extra installs, imported by a subcommand, and the extra that does.
+(The bench checks for the ones it needs only with some flags before it starts.)"""
 
 
-def _load_plugin(name: str, module_name: str) -> Any:
+@contextlib.contextmanager
+def _optional_packages(command: str) -> Iterator[None]:
+    """A subcommand that needs an extra that is not installed exits with what to install."""
     try:
-        return importlib.import_module(module_name)
+        yield
     except ModuleNotFoundError as exc:
         extra = OPTIONAL_PACKAGES.get((exc.name or "").partition(".")[0])
         if extra is None:
             raise
-        sys.exit(f"hubbub {name} needs the optional package {exc.name}: "
+        sys.exit(f"hubbub {command} needs the optional package {exc.name}: "
                  f"pip install 'hubbub[{extra}]'")
 
 
@@ -73,6 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hubbub.server.run import serve
 
         return serve(settings)
-    module = _load_plugin(args.command, args.plugin)
-    code: int = module.run(args)
+    with _optional_packages(args.command):
+        code: int = importlib.import_module(args.plugin).run(args)
     return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -59,6 +60,15 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     return [hubbub_target(args.fanout or "auto", args.server_arg)]
 
 
+def _importable(package: str) -> bool:
+    # The baseline servers run on this same interpreter, so this answers for them too.
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
 def _usage_error(message: str) -> int:
     sys.stderr.write(f"hubbub bench: error: {message}\n")
     return 2
@@ -77,6 +87,14 @@ def execute(args: argparse.Namespace) -> int:
             return _usage_error("--plot writes a PNG: give a file name ending in .png")
         if not args.plot.resolve().parent.is_dir():
             return _usage_error(f"--plot: directory {args.plot.parent} does not exist")
+    missing = [name for name, needed in (("matplotlib", args.plot is not None),
+                                         ("websockets", any(t.name == "websockets"
+                                                            for t in targets)))
+               if needed and not _importable(name)]
+    if missing:
+        # Checked now: finding out after a long run would lose its results.
+        return _usage_error(f"this run needs {', '.join(missing)}: "
+                            "pip install 'hubbub[bench]'")
     rates: list[float] = args.sweep or [args.rate]
     logging.basicConfig(level=logging.WARNING, format="hubbub bench: %(message)s")
     limit = raise_nofile_limit()
