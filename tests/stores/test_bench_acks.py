@@ -19,6 +19,7 @@ BENCH = [sys.executable, "-m", "hubbub.bench.acks"]
     ["--commit-window-ms", "nan"], ["--stores", "memory,postgres"], ["--stores", ","],
     ["--rooms", "x"], ["--rooms", "0"], ["--rooms", "100000"], ["--rooms", "1,,2"],
     ["--client-cpu", "not-a-cpu"], ["--client-cpu", "9999"],
+    ["--server-cpu", "not-a-cpu"], ["--server-cpu", "9999"], ["--server-cpu", "3-1"],
 ])
 def test_bad_arguments_exit_2_with_a_message(args: list[str]) -> None:
     done = subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=60)

@@ -103,6 +103,8 @@ def _cpu_list(text: str) -> set[int]:
     for part in text.split(","):
         lo, _, hi = part.partition("-")
         cpus.update(range(int(lo), int(hi or lo) + 1))
+    if not cpus:
+        raise ValueError(f"no CPUs in {text!r}")
     return cpus
 
 
@@ -256,7 +258,8 @@ def _percentile_ms(values: list[int], q: float) -> float:
     return values[index] / 1e6
 
 
-def _measure(store: str, rooms: int, args: argparse.Namespace, pin: bool) -> Point:
+def _measure(store: str, rooms: int, args: argparse.Namespace,
+             server_cpus: set[int] | None) -> Point:
     extra = list(args.server_arg)
     if store == "sqlite-batch" and args.commit_window_ms is not None:
         extra += ["--commit-window-ms", str(args.commit_window_ms)]
@@ -264,7 +267,7 @@ def _measure(store: str, rooms: int, args: argparse.Namespace, pin: bool) -> Poi
                "--port", "{port}", "--data-dir", "{data_dir}", "--rate-per-second", "0",
                *STORES[store], *extra)
     target = Target(f"hubbub/{store}", "ws://127.0.0.1:{port}/ws", command)
-    server = ServerProcess.start(target, _cpu_list(args.server_cpu) if pin else None)
+    server = ServerProcess.start(target, server_cpus)
     try:
         counters, elapsed = _run_loop(_drive(server.url, rooms, args, server.cpu_seconds))
     finally:
@@ -346,7 +349,16 @@ def run(args: argparse.Namespace) -> int:
         print("bench-acks: room counts must be between 1 and 10000", file=sys.stderr)
         return 2
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+    server_cpus: set[int] | None = None
     if pin:
+        try:
+            server_cpus = _cpu_list(args.server_cpu)
+            if not server_cpus <= os.sched_getaffinity(0):
+                raise ValueError("no such CPU here")
+        except ValueError as exc:
+            print(f"bench-acks: cannot pin the server to {args.server_cpu}: {exc}",
+                  file=sys.stderr)
+            return 2
         try:
             os.sched_setaffinity(0, _cpu_list(args.client_cpu))
         except (OSError, ValueError) as exc:
@@ -359,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
             runs = []
             for _ in range(args.repeat):
                 try:
-                    runs.append(_measure(store, rooms, args, pin))
+                    runs.append(_measure(store, rooms, args, server_cpus))
                 except (BenchError, RuntimeError, OSError, aiohttp.ClientError,
                         TimeoutError) as exc:
                     print(f"bench-acks: {store} with {rooms} room(s) failed: {exc}",
