@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,22 +49,30 @@ def only_point(data: dict[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], point)
 
 
-@pytest.fixture
-def note_server() -> Iterator[str]:
-    """The teaching note's server, started by the test: an external server for the bench."""
+@contextmanager
+def baseline(script: str) -> Iterator[int]:
+    """A baseline server of benchmarks/ on a free port (yielded); at the end it is stopped
+    with SIGTERM, which it must answer by exiting 0."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(BENCHMARKS / "note_server.py"),
-                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(BENCHMARKS / script), "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("note server ready on ws://127.0.0.1:")
-        yield f"ws://127.0.0.1:{port}/ws"
+        assert " ready on ws://127.0.0.1:" in proc.stdout.readline()
+        yield port
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def note_server() -> Iterator[str]:
+    """The teaching note's server, started by the test: an external server for the bench."""
+    with baseline("note_server.py") as port:
+        yield f"ws://127.0.0.1:{port}/ws"
 
 
 def test_every_message_reaches_every_subscriber_of_the_note_server(note_server: str) -> None:
@@ -129,17 +138,8 @@ def test_idle_mode_reports_memory_per_connection() -> None:
 
 @pytest.mark.parametrize("script", ["note_server.py", "websockets_server.py"])
 def test_baseline_servers_stop_cleanly_on_sigterm(script: str) -> None:
-    proc = subprocess.Popen([sys.executable, str(BENCHMARKS / script), "--port",
-                             str(free_port())], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert " ready on ws://127.0.0.1:" in proc.stdout.readline()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with baseline(script):
+        pass  # `baseline` checks the start and the clean exit
 
 
 def test_compare_runs_every_strategy_and_the_baselines() -> None:
