@@ -8,6 +8,7 @@ import orjson
 from websockets.frames import Frame
 from websockets.streams import StreamReader
 
+from hubbub.core.codes import CloseCode
 from hubbub.fanout import HIGH_WATER
 
 
@@ -18,6 +19,7 @@ class MemorySocket:
         self.texts: list[str] = []
         self.held = 0
         self.slow_closed = 0
+        self.close_codes: list[int] = []
         self._drained = asyncio.Event()
 
     def write(self, data: bytes) -> None:
@@ -35,7 +37,7 @@ class MemorySocket:
         return self.held
 
     def closing(self) -> bool:
-        return self.slow_closed > 0
+        return self.slow_closed > 0 or bool(self.close_codes)
 
     async def drain(self) -> None:
         await self._drained.wait()
@@ -50,8 +52,11 @@ class MemorySocket:
         await asyncio.sleep(0)
         self.texts.append(text)
 
-    def close_too_slow(self) -> None:
-        self.slow_closed += 1
+    def close_with(self, code: int, reason: str) -> None:
+        if code == CloseCode.TOO_SLOW:
+            self.slow_closed += 1
+        else:
+            self.close_codes.append(code)
 
     def received(self) -> list[str]:
         """Every text the peer got, in order, whichever path it took."""

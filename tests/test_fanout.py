@@ -23,7 +23,7 @@ async def test_messages_of_one_loop_pass_leave_in_one_write_per_socket() -> None
     sockets = [MemorySocket() for _ in range(5)]
     outlets = [engine.outlet(s) for s in sockets]
     for n in range(3):
-        await engine.fanout(outlets, Payload(f"m{n}".encode()))
+        engine.fanout(outlets, Payload(f"m{n}".encode()))
     assert all(s.writes == [] for s in sockets)  # corked until the pass ends
     await pass_loop()
     for sock in sockets:
@@ -34,7 +34,7 @@ async def test_messages_of_one_loop_pass_leave_in_one_write_per_socket() -> None
 async def test_a_payload_is_framed_once_for_every_socket() -> None:
     engine = AutoDelivery(outbox_limit=1 << 20)
     sockets = [MemorySocket() for _ in range(4)]
-    await engine.fanout([engine.outlet(s) for s in sockets], Payload(b"same"))
+    engine.fanout([engine.outlet(s) for s in sockets], Payload(b"same"))
     await pass_loop()
     first = sockets[0].writes[0]
     assert all(s.writes[0] is first for s in sockets)
@@ -46,7 +46,7 @@ async def test_a_lagging_socket_gets_its_backlog_in_one_write_when_it_drains() -
     slow.held = HIGH_WATER + 1
     outlets = [engine.outlet(fast), engine.outlet(slow)]
     for n in range(10):
-        await engine.fanout(outlets, Payload(f"m{n}".encode()))
+        engine.fanout(outlets, Payload(f"m{n}".encode()))
         await pass_loop()
     assert len(fast.writes) == 10 and slow.writes == []
     slow.release()
@@ -63,7 +63,7 @@ async def test_an_overflowing_client_is_closed_and_nobody_else_notices() -> None
     stalled.held = HIGH_WATER + 1  # the peer stopped reading
     outlets = [engine.outlet(fast), engine.outlet(stalled)]
     for _ in range(50):
-        await engine.fanout(outlets, Payload(b"x" * 100))
+        engine.fanout(outlets, Payload(b"x" * 100))
         await pass_loop()
     assert stalled.slow_closed == 1
     assert engine.slow_closes == 1
@@ -78,8 +78,8 @@ async def test_compressed_connections_fall_back_to_a_writer_task() -> None:
     engine = AutoDelivery(outbox_limit=1 << 20)
     plain, deflated = MemorySocket(), MemorySocket(framed=False)
     outlets = [engine.outlet(plain), engine.outlet(deflated)]
-    await engine.fanout(outlets, Payload(b"a"))
-    await engine.fanout(outlets, Payload(b"b"))
+    engine.fanout(outlets, Payload(b"a"))
+    engine.fanout(outlets, Payload(b"b"))
     await pass_loop()
     assert plain.received() == deflated.received() == ["a", "b"]
     for outlet in outlets:
@@ -92,7 +92,7 @@ async def test_every_strategy_delivers_everything_in_order(strategy: str) -> Non
     sockets = [MemorySocket() for _ in range(3)]
     outlets = [engine.outlet(s) for s in sockets]
     for n in range(20):
-        await engine.fanout(outlets, Payload(f"m{n}".encode()))
+        engine.fanout(outlets, Payload(f"m{n}".encode()))
         await engine.send(outlets[0], Payload(f"only-0-{n}".encode()))
     await pass_loop()
     for _ in range(50):
@@ -110,7 +110,7 @@ async def test_the_queued_strategy_closes_an_overflowing_client() -> None:
     stalled = MemorySocket()
     outlet = engine.outlet(stalled)
     for _ in range(20):
-        await engine.fanout([outlet], Payload(b"y" * 10))  # no await: the writer never runs
+        engine.fanout([outlet], Payload(b"y" * 10))  # no await: the writer never runs
     assert stalled.slow_closed == 1
     await outlet.close()
 
@@ -120,7 +120,7 @@ async def test_a_reply_between_messages_to_its_room_keeps_its_place() -> None:
     sockets = [MemorySocket() for _ in range(4)]
     room = [engine.outlet(s) for s in sockets]
     for n in range(3):
-        await engine.fanout(room, Payload(f"m{n}".encode()), "room")
+        engine.fanout(room, Payload(f"m{n}".encode()), "room")
         await engine.send(room[0], Payload(f"ack{n}".encode()))
     await pass_loop()
     assert sockets[0].received() == ["m0", "ack0", "m1", "ack1", "m2", "ack2"]
@@ -134,9 +134,9 @@ async def test_a_new_audience_list_starts_a_new_group_after_what_came_before() -
     a, b = MemorySocket(), MemorySocket()
     oa, ob = engine.outlet(a), engine.outlet(b)
     before = [oa, ob]
-    await engine.fanout(before, Payload(b"m0"), "room")
-    await engine.fanout([oa], Payload(b"presence: b left"), "room")
-    await engine.fanout(before, Payload(b"m1"), "room")  # stale list: must not join m0's group
+    engine.fanout(before, Payload(b"m0"), "room")
+    engine.fanout([oa], Payload(b"presence: b left"), "room")
+    engine.fanout(before, Payload(b"m1"), "room")  # stale list: must not join m0's group
     await pass_loop()
     assert a.received() == ["m0", "presence: b left", "m1"]
     assert b.received() == ["m0", "m1"]
@@ -147,7 +147,7 @@ async def test_a_socket_that_caught_up_is_written_directly_again() -> None:
     slow = MemorySocket()
     outlet = engine.outlet(slow)
     slow.held = HIGH_WATER + 1
-    await engine.fanout([outlet], Payload(b"m0"))
+    engine.fanout([outlet], Payload(b"m0"))
     await pass_loop()
     assert isinstance(outlet, CorkedOutlet)
     backlogged_while_full = outlet.backlogged
@@ -155,7 +155,7 @@ async def test_a_socket_that_caught_up_is_written_directly_again() -> None:
     slow.release()
     await pass_loop()
     assert not outlet.backlogged and outlet.writer is None
-    await engine.fanout([outlet], Payload(b"m1"))
+    engine.fanout([outlet], Payload(b"m1"))
     await pass_loop()
     assert slow.received() == ["m0", "m1"] and len(slow.writes) == 2
 
@@ -166,14 +166,14 @@ async def test_nothing_reaches_a_client_after_its_outbox_overflowed() -> None:
     outlet = engine.outlet(stalled)
     stalled.held = HIGH_WATER + 1
     for n in range(10):
-        await engine.fanout([outlet], Payload(f"{n:03d}".encode() * 20))
+        engine.fanout([outlet], Payload(f"{n:03d}".encode() * 20))
         await pass_loop()
     assert stalled.slow_closed == 1
     stalled.slow_closed = 0  # pretend the close is still on its way: the socket looks open
     stalled.release()
     await pass_loop()
     queued_before_overflow = stalled.received()
-    await engine.fanout([outlet], Payload(b"after the gap"))
+    engine.fanout([outlet], Payload(b"after the gap"))
     await pass_loop()
     # Whatever was queued before the overflow may go out; nothing after the gap may.
     assert stalled.received() == queued_before_overflow
@@ -217,7 +217,7 @@ def test_every_socket_gets_each_rooms_frames_and_its_replies_in_order(
             if step[0] == "publish":
                 room = step[1]
                 text = f"r{room}:{counter}"
-                await engine.fanout(views[room], Payload(text.encode()), room)
+                engine.fanout(views[room], Payload(text.encode()), room)
                 for i, outlet in enumerate(outlets):
                     if outlet in views[room]:
                         expected[i].append(text)
@@ -231,7 +231,7 @@ def test_every_socket_gets_each_rooms_frames_and_its_replies_in_order(
                 room, excluded = step[1], outlets[step[2]]
                 text = f"r{room}:presence:{counter}"
                 others = [o for o in views[room] if o is not excluded]
-                await engine.fanout(others, Payload(text.encode()), room)
+                engine.fanout(others, Payload(text.encode()), room)
                 for i, outlet in enumerate(outlets):
                     if outlet in others:
                         expected[i].append(text)

@@ -227,3 +227,85 @@ async def test_refusals_are_logged_but_a_flood_is_not(caplog: pytest.LogCaptureF
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 10 + 2  # the first ten, then #100 and #200
     assert "mallory" in lines[0] and "bad_json" in lines[0]
+
+
+class CountingStore(MemoryStore):
+    """Counts history reads; fails every read from the `fail_from`-th on, if set."""
+
+    def __init__(self, fail_from: int | None = None) -> None:
+        super().__init__()
+        self.reads = 0
+        self.fail_from = fail_from
+
+    async def read(self, room: str, *, after: int | None = None, before: int | None = None,
+                   limit: int) -> HistoryPage | None:
+        self.reads += 1
+        if self.fail_from is not None and self.reads >= self.fail_from:
+            from hubbub.core.store import StoreError
+
+            raise StoreError("disk gone")
+        return await super().read(room, after=after, before=before, limit=limit)
+
+
+async def _room_with(hub: Hub, count: int) -> str:
+    for n in range(count):
+        await hub.publish("r", text=str(n))
+    state = await hub.store.room_state("r")
+    assert state is not None
+    return state.epoch
+
+
+async def test_a_replay_that_fails_leaves_no_half_joined_member() -> None:
+    store = CountingStore(fail_from=2)  # the second page fails
+    hub = make_hub(store=store)
+    epoch = await _room_with(hub, 20)
+    conn, sock = connect(hub)
+    await request(conn, type="join", rooms=[{"room": "r", "since": {"offset": 0, "epoch": epoch}}])
+    await settle()
+    assert of_type(sock, "joined")[0]["rooms"][0]["recovered"] is True
+    assert [e["offset"] for e in of_type(sock, "message")] == list(range(1, 8))  # one page
+    assert sock.close_codes == [1011]  # so that the client reconnects and recovers
+    assert conn.rooms == () and hub.rooms.get("r") is None
+    await hub.publish("r", text="after")  # nothing is buffered for it any more
+    assert hub.rooms.get("r") is None
+
+
+async def test_a_replay_waits_for_each_page_to_leave_before_reading_the_next() -> None:
+    store = CountingStore()
+    hub = make_hub(store=store)
+    epoch = await _room_with(hub, 40)
+    conn, sock = connect(hub)
+    sock.held = 1 << 20  # the client reads nothing: its transport is full
+    # The join does not return before the replay is done: its connection's reads wait.
+    joining = asyncio.create_task(request(conn, type="join", rooms=[
+        {"room": "r", "since": {"offset": 0, "epoch": epoch}}]))
+    await settle()
+    assert store.reads == 1  # one page held for it, no more
+    for _ in range(10):
+        sock.release()  # it reads what it has
+        await settle()
+        sock.held = 1 << 20
+    assert store.reads == 6  # 40 messages, 7 per page
+    sock.release()
+    await joining
+    await hub.publish("r", text="live")
+    await settle()
+    assert [e["offset"] for e in of_type(sock, "message")] == list(range(1, 42))
+
+
+async def test_a_member_that_falls_too_far_behind_while_joining_is_closed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hubbub.hub.RECOVERY_MAX", 30)
+    hub = make_hub()
+    epoch = await _room_with(hub, 20)
+    conn, sock = connect(hub)
+    sock.held = 1 << 20  # stuck in its replay
+    joining = asyncio.create_task(request(conn, type="join", rooms=[
+        {"room": "r", "since": {"offset": 0, "epoch": epoch}}]))
+    await settle()
+    for n in range(31):
+        await hub.publish("r", text=f"live {n}")
+    assert sock.slow_closed == 1
+    sock.release()  # its close unblocks the replay, which then stops
+    await joining
+    assert conn.rooms == () and hub.rooms.get("r") is None

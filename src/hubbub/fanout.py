@@ -17,7 +17,8 @@
 
 `sequential`, `concurrent` and `queued` are the teaching note's three options, kept so the
 benchmark and the docs can compare them on the same server: an `await` per recipient in
-turn, a `gather` of sends, and a queue plus a writer task per connection.
+turn, a `gather` of sends, and a queue plus a writer task per connection. The first two run
+in one delivery task per server, since a fan-out is handed over in a plain callback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 from collections.abc import Hashable, Iterable
 from typing import Protocol
 
+from hubbub.core.codes import CloseCode
 from hubbub.core.outbox import Outbox
 from hubbub.core.wsframe import text_frame
 
@@ -63,8 +65,8 @@ class Socket(Protocol):
     async def send_text(self, text: str) -> None:
         """Frame and send with the WebSocket library (the naive strategies' path)."""
 
-    def close_too_slow(self) -> None:
-        """Close with 4008, aborting if even that cannot be written soon."""
+    def close_with(self, code: int, reason: str) -> None:
+        """Close with `code` now, aborting if even that cannot be written soon."""
 
 
 class Payload:
@@ -123,15 +125,23 @@ class Delivery(abc.ABC):
         """Send to one connection, in order with everything else sent to it."""
 
     @abc.abstractmethod
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
-                     audience: Hashable | None = None) -> None:
-        """Send to every outlet. `audience`, if given, names a stable set of recipients
+    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+               audience: Hashable | None = None) -> None:
+        """Send to every outlet, in order with everything sent before, without waiting:
+        the store hands committed messages over in a plain callback (see
+        `MessageStore.listen`). `audience`, if given, names a stable set of recipients
         (see `AutoDelivery`); strategies that do not batch ignore it."""
+
+    async def drain(self, outlet: Outlet) -> None:
+        """Return once what was sent to `outlet` so far has left the server's own buffers
+        (or the connection is closing): a replay sends its next page only then, so that what
+        one joining client holds stays within its outbox limit plus a page."""
+        await outlet.socket.drain()
 
     def _too_slow(self, outlet: Outlet) -> None:
         self.slow_closes += 1
         log.warning("closing a connection that fell %d bytes behind (4008)", self.outbox_limit)
-        outlet.socket.close_too_slow()
+        outlet.socket.close_with(CloseCode.TOO_SLOW, "too slow")
 
 
 # --- auto -------------------------------------------------------------------------------
@@ -236,8 +246,8 @@ class AutoDelivery(Delivery):
         ops.append((outlet, payload.frame))
         self._schedule()
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
-                     audience: Hashable | None = None) -> None:
+    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+               audience: Hashable | None = None) -> None:
         """`audience` names a stable recipient set (a room's members of one wire format):
         consecutive messages passed the same `outlets` list with the same key share writes
         even when other operations came in between."""
@@ -287,6 +297,17 @@ class AutoDelivery(Delivery):
 
     def flush(self) -> None:
         self._flush()
+
+    async def drain(self, outlet: Outlet) -> None:
+        if not isinstance(outlet, CorkedOutlet):
+            await self._fallback.drain(outlet)
+            return
+        if self._flush_scheduled:
+            self._flush()
+        # After a flush, only a lagging socket still holds frames here: in its outbox, which
+        # its writer task empties before it ends (or the connection closes).
+        if outlet.writer is not None:
+            await asyncio.wait((outlet.writer,))
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -349,22 +370,59 @@ class AutoDelivery(Delivery):
 
 
 class SequentialDelivery(Delivery):
-    """`for ws in members: await ws.send_str(text)`: one slow reader stalls everyone."""
+    """`for ws in members: await ws.send_str(text)`: one slow reader stalls everyone.
+
+    Fan-outs and sends are done in order by one task per server, as the note's loop would
+    do them one after another.
+    """
 
     name = "sequential"
+
+    def __init__(self, outbox_limit: int) -> None:
+        super().__init__(outbox_limit)
+        self._jobs: asyncio.Queue[tuple[list[Outlet], Payload, asyncio.Future[None] | None]]
+        self._jobs = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
 
     def outlet(self, socket: Socket) -> Outlet:
         return _PlainOutlet(socket)
 
-    async def send(self, outlet: Outlet, payload: Payload) -> None:
-        await _send_quietly(outlet.socket, payload.text)
+    def _enqueue(self, outlets: list[Outlet], payload: Payload,
+                 done: asyncio.Future[None] | None = None) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._jobs.put_nowait((outlets, payload, done))
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
-                     audience: Hashable | None = None) -> None:
-        text = payload.text
-        for outlet in list(outlets):
+    async def _work(self) -> None:
+        while True:
+            outlets, payload, done = await self._jobs.get()
+            try:
+                await self._send_all(outlets, payload.text)
+            except Exception:
+                log.exception("%s delivery failed", self.name)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _send_all(self, outlets: list[Outlet], text: str) -> None:
+        for outlet in outlets:
             await _send_quietly(outlet.socket, text)
-            self.deliveries += 1
+
+    async def send(self, outlet: Outlet, payload: Payload) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._enqueue([outlet], payload, done)
+        await done
+
+    async def drain(self, outlet: Outlet) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._enqueue([], Payload(b""), done)
+        await done
+
+    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+               audience: Hashable | None = None) -> None:
+        members = list(outlets)
+        self.deliveries += len(members)
+        self._enqueue(members, payload)
 
 
 class ConcurrentDelivery(SequentialDelivery):
@@ -372,12 +430,8 @@ class ConcurrentDelivery(SequentialDelivery):
 
     name = "concurrent"
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
-                     audience: Hashable | None = None) -> None:
-        text = payload.text
-        sends = [_send_quietly(outlet.socket, text) for outlet in outlets]
-        self.deliveries += len(sends)
-        await asyncio.gather(*sends)
+    async def _send_all(self, outlets: list[Outlet], text: str) -> None:
+        await asyncio.gather(*(_send_quietly(outlet.socket, text) for outlet in outlets))
 
 
 class _PlainOutlet(Outlet):
@@ -410,6 +464,8 @@ class QueuedOutlet(Outlet):
                 await _send_quietly(self.socket, text)
             except Exception:
                 log.exception("queued writer failed")
+            finally:
+                self.queue.task_done()
 
     async def close(self) -> None:
         self.task.cancel()
@@ -438,11 +494,16 @@ class QueuedDelivery(Delivery):
     async def send(self, outlet: Outlet, payload: Payload) -> None:
         self.push(outlet, payload)
 
-    async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
-                     audience: Hashable | None = None) -> None:
+    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+               audience: Hashable | None = None) -> None:
         for outlet in outlets:
             self.push(outlet, payload)
             self.deliveries += 1
+
+    async def drain(self, outlet: Outlet) -> None:
+        assert isinstance(outlet, QueuedOutlet)
+        if not outlet.task.done():
+            await outlet.queue.join()
 
 
 def make_delivery(strategy: str, outbox_limit: int) -> Delivery:

@@ -1,9 +1,10 @@
 """The Hub: connections, rooms, publishing and recovery, independent of any web framework.
 
-One message's path: `Hub.publish` stores it (the store assigns its offset), then
-`_deliver` hands one JSON payload to the room's JSON members and one plain-text payload
-to its plain-text members through the delivery engine, and buffers it for members that
-are still replaying history. The aiohttp adapter (`hubbub.server`) only moves frames
+One message's path: `Hub.publish` stores it (the store assigns its offset); the store hands
+every stored message to `Hub.deliver`, in offset order, in the same step in which its room's
+state counts it; `deliver` hands one JSON payload to the room's JSON members and one
+plain-text payload to its plain-text members through the delivery engine, and buffers it
+for members that are still joining. The aiohttp adapter (`hubbub.server`) only moves frames
 between sockets and `Connection.handle_text`.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubbub.core import protocol as p
-from hubbub.core.codes import ErrorCode
+from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
@@ -37,8 +38,9 @@ LOGGED_REFUSALS = 10
 a loop must not be able to flood the log."""
 
 RECOVERY_MAX = 10_000
-"""Most messages replayed to one joining member; further back counts as truncated, so a
-reconnecting client reloads instead of the server buffering an unbounded backlog."""
+"""Most messages replayed to one joining member (further back counts as truncated, so a
+reconnecting client reloads instead), and most messages buffered for it while it replays
+(past that its connection is closed with 4008), so that no join holds unbounded memory."""
 
 
 def new_connection_id() -> str:
@@ -216,10 +218,13 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
-class JoinResult:
-    entry: dict[str, Any]
-    replay: list[Message]
-    high: int
+class _CatchUp:
+    """What a member that just joined a room is still owed: the stored messages with
+    offsets in (`after`, `boundary`], then everything delivered since it began joining."""
+
+    room: str
+    after: int
+    boundary: int
 
 
 class Hub:
@@ -230,6 +235,7 @@ class Hub:
         self.rooms: Rooms[Connection, Message] = Rooms()
         self.connections: dict[str, Connection] = {}
         self.published = 0
+        store.listen(self.deliver)
 
     # --- connections ---------------------------------------------------------------------
 
@@ -287,32 +293,47 @@ class Hub:
                       nick: str = "server", sender: str | None = None) -> Message:
         """Store a message and deliver it to the room; the in-process push API.
 
-        Returns once the message is stored and handed to every member's outbox.
-        Raises `StoreError` if it could not be stored (then nobody receives it).
+        Returns once the message is stored and handed to every member's outbox (the store
+        delivers it through `deliver` before its append returns). Raises `StoreError` if it
+        could not be stored (then nobody receives it).
         """
-        message = await self.store.append(
+        return await self.store.append(
             Draft(room=room, nick=nick, sender=sender, text=text, data=data)
         )
-        self.published += 1
-        await self._deliver(message)
-        return message
 
-    async def _deliver(self, message: Message) -> None:
-        room = self.rooms.get(message.room)
-        if room is None:
-            return
-        if room.joining:
-            room.buffer(message)
-        if room.live:
-            await self.delivery.fanout(room.view(False, _outlet), Payload(message.to_json()),
-                                       (room.name, False))
-        if room.live_plain:
-            await self.delivery.fanout(room.view(True, _outlet),
-                                       Payload(message.to_plain().encode()), (room.name, True))
+    def deliver(self, messages: Sequence[Message]) -> None:
+        """The one way from the store to the sockets: stored messages, in offset order per
+        room (the store's listener, see `MessageStore.listen`). It does not wait for any
+        socket, and it is not the publisher's to run: a publisher that is cancelled or gone
+        once its message is stored cannot keep it from the room."""
+        self.published += len(messages)
+        for message in messages:
+            room = self.rooms.get(message.room)
+            if room is None:
+                continue
+            if room.joining:
+                for conn in room.buffer(message, RECOVERY_MAX):
+                    log.warning("connection %s fell %d messages behind while joining %r",
+                                conn.id, RECOVERY_MAX, room.name)
+                    self._abandon(conn, room.name, CloseCode.TOO_SLOW, "too slow")
+            if room.live:
+                self.delivery.fanout(room.view(False, _outlet), Payload(message.to_json()),
+                                     (room.name, False))
+            if room.live_plain:
+                self.delivery.fanout(room.view(True, _outlet),
+                                     Payload(message.to_plain().encode()), (room.name, True))
 
     # --- rooms -----------------------------------------------------------------------------
 
     async def join(self, conn: Connection, request: p.Join) -> None:
+        """Join rooms so that each message reaches the member exactly once, in order.
+
+        Per room, `joined.offset` is the boundary: the room's offset at the moment the
+        member began collecting its deliveries. By the store's contract, every message at or
+        below it was delivered before (so it is stored, and the replay of `since` or
+        `history` reads it) and every message above it is delivered after (so the member
+        has it buffered, and then live). Nothing at or below the boundary is sent live.
+        """
         new_rooms = {spec.room for spec in request.rooms}.difference(conn.rooms)
         if len(conn.rooms) + len(new_rooms) > self.limits.max_rooms:
             raise p.ProtocolError(
@@ -320,7 +341,8 @@ class Hub:
                 f"a connection may be in at most {self.limits.max_rooms} rooms",
                 request.ref,
             )
-        results: list[JoinResult] = []
+        entries: list[dict[str, Any]] = []
+        owed: list[_CatchUp] = []
         try:
             for spec in request.rooms:
                 if spec.room in conn.rooms:
@@ -331,84 +353,105 @@ class Hub:
                     reason = None if spec.since is None else _mismatch(spec.since, state)
                     if reason is not None:
                         entry.update(recovered=False, reason=reason)
-                    results.append(JoinResult(entry, [], state.offset))
+                    entries.append(entry)
                     continue
-                # Buffer live messages from now on, before reading the room's position, so
-                # that whatever is stored after that read reaches this member one way or
-                # the other.
+                # Collect deliveries first, then read the boundary (as of the end of
+                # `_state`): every message above it is then sure to be buffered.
                 self.rooms.get_or_create(spec.room).begin_join(conn.id, conn, plain=conn.plain)
                 conn.rooms = (*conn.rooms, spec.room)
-                results.append(await self._prepare_join(spec))
+                state = await self._state(spec.room)
+                entry, after = self._replay_start(spec, state)
+                entries.append(entry)
+                owed.append(_CatchUp(spec.room, after, state.offset))
         except BaseException:
             for room in new_rooms.intersection(conn.rooms):
                 self.rooms.remove_member(room, conn.id)
             conn.rooms = tuple(room for room in conn.rooms if room not in new_rooms)
             raise
         if not conn.plain:
-            entries = [
-                {**result.entry, "members": self.members(result.entry["room"], including=conn)}
-                for result in results
-            ]
+            entries = [{**entry, "members": self.members(entry["room"], including=conn)}
+                       for entry in entries]
             await conn.send(p.reply("joined", request.ref, rooms=entries))
-        for result in results:
-            name = result.entry["room"]
-            if name in new_rooms:
-                await self._catch_up(conn, name, result)
+        for catch_up in owed:
+            await self._catch_up(conn, catch_up)
 
-    async def _catch_up(self, conn: Connection, name: str, result: JoinResult) -> None:
-        """Replay history, then what was buffered meanwhile, then switch to live delivery.
-
-        The switch happens only at a moment when the buffer holds nothing newer than what
-        was sent, with no await between that check and the switch: so no message is
-        missed or sent twice, whichever delivery strategy is in use.
-        """
-        await self._replay(conn, result.replay)
-        high = result.high
-        while True:
-            room = self.rooms.get(name)
-            if room is None or conn.id not in room.joining:
-                return  # left or disconnected while catching up
-            fresh = [m for m in room.take_buffered(conn.id) if m.offset > high]
-            if not fresh:
-                room.go_live(conn.id)
-                break
-            await self._replay(conn, fresh)
-            high = fresh[-1].offset
-        await self._announce(conn, name, "join")
-
-    async def _prepare_join(self, spec: p.JoinSpec) -> JoinResult:
-        state = await self._state(spec.room)
+    def _replay_start(self, spec: p.JoinSpec, state: RoomState) -> tuple[dict[str, Any], int]:
+        """The room's `joined` entry, and the offset after which the replay starts (the
+        replay ends at the boundary, `state.offset`)."""
         entry = self._entry(spec.room, state)
         if spec.history is not None:
-            page = await self.store.read(spec.room, limit=spec.history)
-            latest = page.messages if page else []
-            return JoinResult(entry, latest, max([state.offset, *(m.offset for m in latest)]))
-        if spec.since is None:
-            return JoinResult(entry, [], state.offset)
+            return entry, max(state.offset - spec.history, state.first_offset - 1)
         since = spec.since
+        if since is None:
+            return entry, state.offset
         reason = _mismatch(since, state)
         if reason is None and (since.offset + 1 < state.first_offset
                                or state.offset - since.offset > RECOVERY_MAX):
             reason = "history_truncated"
         if reason is not None:
             entry.update(recovered=False, reason=reason)
-            return JoinResult(entry, [], state.offset)
-        replay: list[Message] = []
-        after = since.offset
-        while True:
-            page = await self.store.read(spec.room, after=after,
-                                         limit=self.limits.history_page_max)
-            if page is None or not page.messages:
-                break
-            replay.extend(page.messages)
-            after = page.messages[-1].offset
-            if not page.has_more:
-                break
-        if replay and replay[0].offset != since.offset + 1:
-            # Retention removed the next message while we read: not a gap-free recovery.
-            entry.update(recovered=False, reason="history_truncated")
-            return JoinResult(entry, [], state.offset)
-        return JoinResult(entry, replay, max(state.offset, after))
+            return entry, state.offset
+        return entry, since.offset
+
+    async def _catch_up(self, conn: Connection, owed: _CatchUp) -> None:
+        """Replay the stored messages owed, page by page, then what was delivered
+        meanwhile, then switch to live delivery.
+
+        Each page is read only once the previous one has left the server's buffers, so a
+        joining client holds at most its outbox limit plus one page of memory; one that
+        does not read is closed by its outbox (4008). The switch to live happens when the
+        buffer is empty, with no await between that check and the switch. If the replay
+        cannot be completed, the member leaves the room and the connection is closed
+        (1011, so clients reconnect and recover): it is never left half-joined.
+        """
+        name, after, last = owed.room, owed.after, owed.boundary
+        try:
+            while after < owed.boundary:
+                page = await self.store.read(name, after=after, before=owed.boundary + 1,
+                                             limit=self.limits.history_page_max)
+                if not self._joining(conn, name):
+                    return  # left or disconnected meanwhile
+                messages = page.messages if page is not None else []
+                if not messages or messages[0].offset != after + 1:
+                    raise _ReplayBroken("retention removed messages the replay still owed")
+                await self._replay(conn, messages)
+                after = messages[-1].offset
+                await self.delivery.drain(conn.outlet)
+            while True:
+                room = self.rooms.get(name)
+                if room is None or conn.id not in room.joining:
+                    return
+                # The buffer began before the boundary was read, so it may start with
+                # messages at or below it, which the replay has sent.
+                fresh = [m for m in room.take_buffered(conn.id) if m.offset > last]
+                if not fresh:
+                    room.go_live(conn.id)
+                    break
+                await self._replay(conn, fresh)
+                last = fresh[-1].offset
+                await self.delivery.drain(conn.outlet)
+        except _ReplayBroken as exc:
+            log.warning("connection %s: replay of %r stopped: %s", conn.id, name, exc)
+            self._abandon(conn, name, CloseCode.INTERNAL_ERROR, "replay interrupted; reconnect")
+            return
+        except StoreError as exc:
+            log.error("connection %s: replay of %r failed: %s", conn.id, name, exc)
+            self._abandon(conn, name, CloseCode.INTERNAL_ERROR, "history unavailable; reconnect")
+            return
+        except Exception:
+            log.exception("connection %s: replay of %r failed", conn.id, name)
+            self._abandon(conn, name, CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        self._announce(conn, name, "join")
+
+    def _joining(self, conn: Connection, name: str) -> bool:
+        room = self.rooms.get(name)
+        return room is not None and conn.id in room.joining
+
+    def _abandon(self, conn: Connection, name: str, code: CloseCode, reason: str) -> None:
+        self.rooms.remove_member(name, conn.id)
+        conn.rooms = tuple(room for room in conn.rooms if room != name)
+        conn.outlet.socket.close_with(code, reason)
 
     async def _state(self, room: str) -> RoomState:
         state = await self.store.room_state(room, create=True)
@@ -427,17 +470,16 @@ class Hub:
     async def _leave(self, conn: Connection, room: str) -> None:
         conn.rooms = tuple(name for name in conn.rooms if name != room)
         if self.rooms.remove_member(room, conn.id) is not None:
-            await self._announce(conn, room, "leave")
+            self._announce(conn, room, "leave")
 
     async def set_nick(self, conn: Connection, nick: str) -> None:
         old = conn.nick
         conn.nick = nick
         if old != nick:
             for room in conn.rooms:
-                await self._announce(conn, room, "nick", old_nick=old)
+                self._announce(conn, room, "nick", old_nick=old)
 
-    async def _announce(self, conn: Connection, room_name: str, event: str,
-                        **extra: Any) -> None:
+    def _announce(self, conn: Connection, room_name: str, event: str, **extra: Any) -> None:
         room = self.rooms.get(room_name)
         if room is None:
             return
@@ -447,7 +489,7 @@ class Hub:
                              "member": conn.member(), **extra})
             # Same audience key as the room's messages: this list differs from the room's
             # view, so messages after this event cannot be written ahead of it.
-            await self.delivery.fanout(others, Payload(data), (room_name, False))
+            self.delivery.fanout(others, Payload(data), (room_name, False))
 
     def members(self, room_name: str, including: Connection | None = None) -> list[dict[str, str]]:
         room: Room[Connection, Message] | None = self.rooms.get(room_name)
@@ -476,6 +518,10 @@ class Hub:
             offset=page.state.offset, messages=[m.to_wire() for m in page.messages],
             has_more=page.has_more,
         ))
+
+
+class _ReplayBroken(Exception):
+    """A joining member's replay cannot go on without a gap."""
 
 
 def _outlet(conn: Connection) -> Outlet:

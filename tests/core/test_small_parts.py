@@ -11,7 +11,7 @@ from websockets.streams import StreamReader
 from hubbub.core.names import guest_name, is_valid_nick, is_valid_room
 from hubbub.core.outbox import Outbox
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.rooms import Rooms
+from hubbub.core.rooms import Room, Rooms
 from hubbub.core.wsframe import text_frame
 
 
@@ -89,13 +89,13 @@ def test_rooms_buffer_for_joining_members_until_they_go_live() -> None:
     rooms: Rooms[str, int] = Rooms()
     room = rooms.get_or_create("r")
     room.begin_join("m1", "member-1")
-    room.buffer(1)
-    room.buffer(2)
+    assert room.buffer(1, cap=2) == []
+    assert room.buffer(2, cap=2) == []
     assert room.take_buffered("m1") == [1, 2]
     room.go_live("m1")
     assert room.live == {"m1": "member-1"}
     room.begin_join("m2", "member-2", plain=True)
-    room.buffer(3)
+    room.buffer(3, cap=2)
     with pytest.raises(RuntimeError):
         room.go_live("m2")  # would drop message 3
     room.take_buffered("m2")
@@ -105,6 +105,12 @@ def test_rooms_buffer_for_joining_members_until_they_go_live() -> None:
     rooms.remove_member("r", "m1")
     rooms.remove_member("r", "m2")
     assert rooms.get("r") is None
+
+
+def test_a_joining_members_buffer_is_capped() -> None:
+    room: Room[str, int] = Room("r")
+    room.begin_join("m", "member")
+    assert [room.buffer(n, cap=2) for n in range(4)] == [[], [], ["member"], []]  # said once
 
 
 def test_a_room_view_is_the_same_list_until_membership_changes() -> None:

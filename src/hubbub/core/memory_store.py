@@ -38,6 +38,7 @@ class MemoryStore(MessageStore):
         if self._max_per_room is not None and len(room.messages) > self._max_per_room * 2:
             # Trimmed in halves so that appends stay O(1) amortised.
             del room.messages[: len(room.messages) - self._max_per_room]
+        self._stored((message,))
         return message
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:

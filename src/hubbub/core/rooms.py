@@ -39,9 +39,16 @@ class Room(Generic[M, P]):
     def begin_join(self, member_id: str, member: M, *, plain: bool = False) -> None:
         self.joining[member_id] = (member, plain, [])
 
-    def buffer(self, item: P) -> None:
-        for _, _, pending in self.joining.values():
+    def buffer(self, item: P, cap: int) -> list[M]:
+        """Add `item` to every joining member's buffer; return the members whose buffer it
+        took past `cap` (the caller must stop their join: their buffer would grow without
+        bound while a replay does not progress)."""
+        over: list[M] = []
+        for member, _, pending in self.joining.values():
             pending.append(item)
+            if len(pending) == cap + 1:
+                over.append(member)
+        return over
 
     def take_buffered(self, member_id: str) -> list[P]:
         member, plain, pending = self.joining[member_id]

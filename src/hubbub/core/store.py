@@ -13,15 +13,28 @@ each):
 - An epoch changes only when a room's history is lost or reset; a new epoch restarts
   offsets from 1.
 - Retention (`trim`) removes the oldest messages; it never changes offsets or the epoch.
+- Every stored message is handed to the listener (`listen`) exactly once, on the event
+  loop, in offset order per room, in the same step that makes `room_state` report it and
+  before its `append` returns. So at every moment on the loop, a room's
+  `room_state().offset` is the highest offset the listener has been given: everything at
+  or below it has been delivered, everything above it will be, later. The hub's join
+  boundary rests on this (see `Hub.join`).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hubbub.core.message import Draft, Message
+
+log = logging.getLogger("hubbub.store")
+
+Listener = Callable[[Sequence[Message]], None]
+"""Receives stored messages (see the module docstring for when and in which order)."""
 
 
 class StoreError(Exception):
@@ -55,6 +68,24 @@ class HistoryPage:
 
 class MessageStore(abc.ABC):
     """Per-room history. All methods are coroutines so that I/O-bound stores fit."""
+
+    _listener: Listener | None = None
+
+    def listen(self, listener: Listener) -> None:
+        """Hand every message stored from now on to `listener` (one listener per store)."""
+        self._listener = listener
+
+    def _stored(self, messages: Sequence[Message]) -> None:
+        """Implementations call this for each batch they store, at the moment the contract
+        says (the module docstring). A failing listener must not fail the appends: their
+        messages are stored."""
+        listener = self._listener
+        if listener is None or not messages:
+            return
+        try:
+            listener(messages)
+        except Exception:
+            log.exception("the store's listener failed on %d messages", len(messages))
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the store; raise `StoreOpenError` with a one-line reason if impossible."""

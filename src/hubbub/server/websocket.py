@@ -28,8 +28,9 @@ PROTOCOLS = (p.SUBPROTOCOL,)
 PING_FRAME = b"\x89\x00"
 """An unmasked, empty ping: FIN + opcode 9, no payload."""
 
-SLOW_CLOSE_GRACE = 1.0
-"""Seconds a too-slow client's close frame may take before the connection is aborted."""
+CLOSE_GRACE = 1.0
+"""Seconds a close frame the server decided on (a too-slow client, say) may take before the
+connection is aborted."""
 
 
 class AiohttpSocket:
@@ -90,14 +91,12 @@ class AiohttpSocket:
         # so the ping needs no place in the outbox.
         transport.write(PING_FRAME)
 
-    def close_too_slow(self) -> None:
-        spawn(self._close_slow(), "close-too-slow")
+    def close_with(self, code: int, reason: str) -> None:
+        spawn(self._close(code, reason.encode()), f"close-{code}")
 
-    async def _close_slow(self) -> None:
+    async def _close(self, code: int, reason: bytes) -> None:
         try:
-            await asyncio.wait_for(
-                self.ws.close(code=CloseCode.TOO_SLOW, message=b"too slow"), SLOW_CLOSE_GRACE
-            )
+            await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE)
         except (TimeoutError, ConnectionError):
             pass
         finally:

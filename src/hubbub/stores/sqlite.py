@@ -16,8 +16,9 @@ Layout and threads:
   every commit that finished before it began, hence every acknowledged append.
 - WAL checkpoints run on their own thread (`checkpointer.py`), so no commit waits for one.
 - `room_state` and `rooms` answer from a copy of each room's state on the event loop that
-  is updated from committed transactions just before their appends are acknowledged, so
-  they need no I/O and never report an offset that was not stored.
+  is updated from committed transactions in the same callback that hands their messages to
+  the listener, just before their appends are acknowledged, so they need no I/O and never
+  report an offset that was not stored and delivered.
 
 Durability: `fsync` sets `PRAGMA synchronous=FULL` (each commit is fsynced before it is
 acknowledged: survives power loss); `batch` sets `synchronous=NORMAL` (the WAL is fsynced
@@ -576,7 +577,10 @@ class SQLiteStore(MessageStore):
 
     def _resolve(self, states: dict[str, RoomState],
                  items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        # One step, in the order the store contract asks for: the batch's rooms advance,
+        # its messages reach the listener, then its appends return.
         self._states.update(states)
+        self._stored([value for _, value in items if isinstance(value, Message)])
         for future, value in items:
             if not future.done():
                 future.set_result(value)
