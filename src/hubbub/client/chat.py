@@ -43,7 +43,7 @@ anything else is sent to the current room"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8080 or ws://HOST:PORT/ws")
-    parser.add_argument("--room", default="lobby", help="room to join first (default lobby)")
+    parser.add_argument("--room", default="lobby", help="room to join first")
     parser.add_argument("--nick", help="nickname (default: a guest name from the server)")
     parser.add_argument("--token", help="JWT, when the server requires one")
 
