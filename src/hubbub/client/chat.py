@@ -37,7 +37,8 @@ from hubbub.client.events import (
 
 HELP = """\
 commands:
-  /join ROOM      join ROOM (or switch to it) and make it the current room
+  /join ROOM      join ROOM (showing its last --history messages, or switch to it)
+                  and make it the current room
   /leave [ROOM]   leave ROOM (default: the current room)
   /nick NAME      change your nickname
   /who            who is in the current room
