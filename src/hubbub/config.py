@@ -265,6 +265,8 @@ def show_default(option: Option) -> str:
         return "on" if value else "off"
     if value is None or value == ():
         return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
     if isinstance(value, float):
         value = f"{value:g}"
     unit = UNITS.get(option.metavar or "")
