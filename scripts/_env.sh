@@ -18,6 +18,20 @@ apt_install() {
     fi
 }
 
+pip_install_once() {
+    # pip_install_once SPEC STAMP: `pip install -e SPEC` into .venv, unless .venv/STAMP says
+    # that SPEC was installed from this very pyproject.toml. The stamp lives inside .venv, so
+    # a new .venv (or a fresh clone) always installs, and it is never committed.
+    local spec="$1" stamp=".venv/$2" want
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1) $spec"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    echo "installing hubbub ($spec) into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e "$spec"
+    echo "$want" > "$stamp"
+}
+
 PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     apt_install python3 python3-venv python3-pip

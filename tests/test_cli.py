@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 import hubbub
+from hubbub.config import OPTIONS, Settings, setting, show_default
 from support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -287,3 +288,47 @@ def test_bench_without_its_extra_says_what_to_install(missing: str, argv: list[s
     assert missing in result.stderr and "pip install 'hubbub[bench]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def help_text(*command: str) -> str:
+    result = run_hubbub(*command, "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())  # argparse's line wrapping undone
+
+
+def test_serve_help_shows_each_default_unit_and_variable_from_the_settings_table() -> None:
+    text = help_text("serve")
+    defaults = Settings()
+    units = {"BYTES": "bytes", "SECONDS": "s", "MS": "ms"}
+    for option in OPTIONS:
+        metavar = f" {option.metavar}" if option.flag_action != "store_true" else ""
+        entry = f"{option.flag}{metavar} {option.help} [default: "
+        assert entry in text, entry
+        shown, _, env = text.split(entry, 1)[1].partition("; ")
+        assert env.startswith(f"env {option.env}]"), (option.name, env[:40])
+        # What the help says parses back to the dataclass default.
+        value, *unit = shown.split(" ")
+        expected = getattr(defaults, option.name)
+        if value == "none":
+            assert expected in (None, ()), option.name
+        elif value in ("on", "off"):
+            assert expected is (value == "on"), option.name
+        else:
+            assert option.parse(value) == expected, (option.name, shown)
+        if option.metavar in units and value != "none":
+            assert unit[:1] == [units[option.metavar]], (option.name, shown)
+    assert "[default: 65536 bytes (64 KiB); env HUBBUB_MAX_FRAME_BYTES]" in text
+    assert "[default: 50; env HUBBUB_RATE_PER_SECOND]" in text
+    assert "[default: sqlite; env HUBBUB_STORE]" in text
+
+
+def test_other_commands_help_shows_defaults() -> None:
+    assert "--timeout TIMEOUT seconds to wait for the server (default: 10)" in help_text(
+        "publish")
+    assert "--room ROOM room to join first (default: lobby)" in help_text("chat")
+    window = show_default(setting("commit_window_ms"))
+    assert window == f"{Settings().commit_window_ms:g} ms"
+    assert f"(default: the server's, {window})" in help_text("bench-acks")
+    bench = help_text("bench")
+    assert f"fan-out strategy (default: {Settings().fanout})" in bench
+    assert "receive every message (default: 100)" in bench

@@ -27,15 +27,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help from the flag's own default, so that help
+    cannot drift from the code; flags with no default, switches, and help that already
+    names its default are left alone. (`hubbub serve`'s flags come from the settings table,
+    whose help carries default, unit and variable: see `config.option_help`.)"""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default is None
+                or isinstance(default, bool) or default == [] or default == argparse.SUPPRESS):
+            return action.help
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s plugin module is imported, so start-up stays quick."""
     parser = _Parser(prog="hubbub", description="Real-time chat and pub/sub server.")
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser("serve", help="run the server", description="Run the server.")
     add_arguments(serve)
     for name, (module_name, summary) in PLUGINS.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
+        sub = commands.add_parser(name, help=summary, description=summary,
+                                  formatter_class=DefaultsFormatter)
         sub.set_defaults(plugin=module_name)
         if name == command:
             with _optional_packages(name):

@@ -76,6 +76,15 @@ class Option:
     metavar: str | None = None
     flag_action: str | None = None  # "store_true" or "append"
 
+    @property
+    def flag(self) -> str:
+        return "--allowed-origin" if self.name == "allowed_origins" else (
+            "--" + self.name.replace("_", "-"))
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
 
 def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
@@ -226,18 +235,70 @@ OPTIONS: tuple[Option, ...] = (
 _BY_NAME = {option.name: option for option in OPTIONS}
 
 
+UNITS = {"BYTES": "bytes", "SECONDS": "s", "MS": "ms"}
+"""The unit of a setting, from its metavar in the table."""
+
+SETTINGS_EPILOG = (
+    "Every setting can also be given in the TOML file of --config (its key is the flag "
+    "without the leading --) or in its HUBBUB_* variable: flags win over the environment, "
+    "the environment over the file, the file over the defaults. See docs/operations.md."
+)
+
+
+def setting(name: str) -> Option:
+    """The table's row of a setting (for commands whose flags mirror one)."""
+    return _BY_NAME[name]
+
+
+def default_of(name: str) -> Any:
+    """The built-in default of a setting, as `Settings` defines it."""
+    for item in dataclasses.fields(Settings):
+        if item.name == name:
+            return item.default
+    raise KeyError(name)
+
+
+def show_default(option: Option) -> str:
+    """A setting's default as help text shows it: with its unit, `none` when unset."""
+    value = default_of(option.name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        value = f"{value:g}"
+    unit = UNITS.get(option.metavar or "")
+    if unit is None:
+        return str(value)
+    shown = f"{value} {unit}"
+    if unit == "bytes" and isinstance(value, int):
+        for size, name in ((1024**2, "MiB"), (1024, "KiB")):
+            if value >= size and value % size == 0:
+                return f"{shown} ({value // size} {name})"
+    return shown
+
+
+def option_help(option: Option) -> str:
+    """The help line of a setting's flag: what it does, its default and its variable."""
+    text = f"{option.help} [default: {show_default(option)}; env {option.env}]"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"TOML settings file [env {ENV_PREFIX}CONFIG]")
+    if parser.epilog is None:
+        parser.epilog = SETTINGS_EPILOG
     for option in OPTIONS:
-        flag = "--" + option.name.replace("_", "-")
-        if option.name == "allowed_origins":
-            flag = "--allowed-origin"
         if option.flag_action == "store_true":
-            parser.add_argument(flag, dest=option.name, action="store_true", default=None,
-                                help=option.help)
+            parser.add_argument(option.flag, dest=option.name, action="store_true",
+                                default=None, help=option_help(option))
         else:
-            parser.add_argument(flag, dest=option.name, action=option.flag_action or "store",
-                                metavar=option.metavar, default=None, help=option.help)
+            parser.add_argument(option.flag, dest=option.name,
+                                action=option.flag_action or "store", metavar=option.metavar,
+                                default=None, help=option_help(option))
 
 
 def _check(option: Option, value: Any, source: str) -> Any:
@@ -260,16 +321,14 @@ def load(
     if path:
         values.update(_from_file(Path(path)))
     for option in OPTIONS:
-        env_name = ENV_PREFIX + option.name.upper()
-        if env_name in environ:
-            values[option.name] = _check(option, environ[env_name], env_name)
+        if option.env in environ:
+            values[option.name] = _check(option, environ[option.env], option.env)
     if args is not None:
         for option in OPTIONS:
             raw = getattr(args, option.name, None)
             if raw is None:
                 continue
-            flag = "--" + option.name.replace("_", "-")
-            values[option.name] = _check(option, raw, flag)
+            values[option.name] = _check(option, raw, option.flag)
     settings = Settings(**values)
     _check_consistency(settings)
     return settings

@@ -366,6 +366,20 @@ async def test_history_join_option_capped_at_page_max(module_server: ServerProce
     async with json_client(module_server.ws_url) as client:
         reply = await client.request("join", rooms=[{"room": unique("cap"), "history": 101}])
         assert reply["type"] == "error" and reply["code"] == "bad_request"
+        assert reply["reason"] == "history must be an integer from 1 to 100"
+
+
+async def test_history_above_page_max_refuses_the_whole_join(
+        module_server: ServerProcess) -> None:
+    # Documented in docs/protocol.md: not a cap, a refusal of every room in the request.
+    fine, capped = unique("fine"), unique("cap")
+    async with json_client(module_server.ws_url) as client:
+        reply = await client.request("join", rooms=[fine, {"room": capped, "history": 101}])
+        assert reply["type"] == "error" and reply["code"] == "bad_request"
+        for room in (fine, capped):
+            refused = await client.request("publish", room=room, text="x")
+            assert refused["type"] == "error" and refused["code"] == "not_joined", refused
+        assert (await join(client, {"room": capped, "history": 100}))["type"] == "joined"
 
 
 async def test_concurrent_publishers_offsets_strictly_increase(

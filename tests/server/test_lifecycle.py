@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -191,3 +193,72 @@ async def test_server_answers_a_clients_ping(start_server: ServerFactory) -> Non
         await ws.ping(b"are you there")
         msg = await ws.receive(timeout=TIMEOUT)
         assert msg.type == aiohttp.WSMsgType.PONG and msg.data == b"are you there"
+
+
+def start_up_lines(server: ServerProcess) -> list[str]:
+    return [line for line in server.log_text().splitlines() if line.startswith("hubbub ")]
+
+
+def test_start_up_says_where_the_data_lives_whatever_the_log_level(
+        start_server: ServerFactory, tmp_path: Path) -> None:
+    relative = Path(os.path.relpath(tmp_path / "rel-data"))  # as a user would type it
+    server = start_server("--log-level", "error", data_dir=relative)
+    database = (tmp_path / "rel-data" / "hubbub.sqlite3").resolve()
+    assert database.exists()
+    lines = start_up_lines(server)
+    assert f"hubbub data: {database} (sqlite store, fsync durability)" in lines, lines
+    assert not any("warning" in line for line in lines), lines
+    assert server.stop() == 0
+
+    batch = start_server("--durability", "batch", "--commit-window-ms", "7",
+                         data_dir=tmp_path / "batch")
+    assert (f"hubbub data: {(tmp_path / 'batch' / 'hubbub.sqlite3').resolve()} (sqlite store, "
+            "batch durability: commits gathered for up to 7 ms)") in start_up_lines(batch)
+    memory = start_server("--store", "memory", "--log-level", "warning",
+                          data_dir=tmp_path / "mem")
+    assert ("hubbub data: in memory (memory store: history is lost when the server stops)"
+            in start_up_lines(memory))
+    assert not (tmp_path / "mem").exists()
+
+
+@pytest.mark.parametrize(("flags", "open_parts"), [
+    ([], ["the HTTP API needs no key (--api-key)", "/ws needs no token (--jwt-secret)"]),
+    (["--api-key", "k" * 16], ["/ws needs no token (--jwt-secret)"]),
+    (["--jwt-secret", "s" * 16], ["the HTTP API needs no key (--api-key)"]),
+    (["--api-key", "k" * 16, "--jwt-secret", "s" * 16], []),
+])
+def test_listening_beyond_loopback_warns_of_what_is_open(
+        start_server: ServerFactory, flags: list[str], open_parts: list[str]) -> None:
+    # Listens on every interface for the moment of the check; nothing but /healthz is sent.
+    server = start_server("--host", "0.0.0.0", "--store", "memory", "--log-level", "error",
+                          *flags)
+    lines = start_up_lines(server)
+    warnings = [line for line in lines if line.startswith("hubbub warning:")]
+    assert server.stop() == 0
+    if not open_parts:
+        assert warnings == [], lines
+        return
+    assert warnings == [f"hubbub warning: listening on 0.0.0.0 (not only loopback) while "
+                        f"{' and '.join(open_parts)}: anyone who can reach it can use it"], lines
+
+
+async def test_retention_first_pass_runs_at_start_up(server: ServerProcess) -> None:
+    # docs/operations.md: the first pass runs as the server starts, then one every 60 s
+    # after the previous pass ends. A restarted server trims at once, not a minute later.
+    room = unique("retained")
+    for text in ("old 1", "old 2", "new"):
+        status, _ = await http_post_json(f"{server.url}/api/rooms/{room}/messages",
+                                         {"text": text})
+        assert status == 201
+    assert server.stop() == 0
+    server.args += ["--retention-max-count", "1"]
+    server.start()
+
+    async def trimmed() -> bool:
+        status, page = await http_get_json(f"{server.url}/api/rooms/{room}/messages")
+        assert status == 200
+        return [m["text"] for m in page["messages"]] == ["new"]
+
+    # Bounded polling far below the 60 s interval: only a start-up pass can pass this.
+    assert await wait_until(trimmed, attempts=100, pause=0.1)
+    assert "retention removed 2 message(s)" in server.log_text()

@@ -39,6 +39,7 @@ import orjson
 
 from hubbub.bench.errors import BenchError
 from hubbub.bench.targets import ServerProcess, Target
+from hubbub.config import setting, show_default
 
 PROTOCOL = "hubbub.v1"
 
@@ -51,27 +52,28 @@ STORES: dict[str, list[str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stores", default=",".join(STORES),
-                        help=f"comma-separated, from {', '.join(STORES)} (default: all)")
+                        help=f"comma-separated, from {', '.join(STORES)}")
     parser.add_argument("--rooms", default="1,100",
-                        help="comma-separated room counts to measure (default: 1,100)")
+                        help="comma-separated room counts to measure")
     parser.add_argument("--connections", type=_positive_int, default=8,
-                        help="publishing WebSocket connections (default: 8)")
+                        help="publishing WebSocket connections")
     parser.add_argument("--pipeline", type=_positive_int, default=8,
-                        help="publishes in flight per connection (default: 8)")
+                        help="publishes in flight per connection")
     parser.add_argument("--duration", type=_positive_float, default=5.0,
-                        help="measured seconds per point (default: 5)")
+                        help="measured seconds per point")
     parser.add_argument("--warmup", type=_non_negative_float, default=1.0,
-                        help="unmeasured seconds before each point (default: 1)")
+                        help="unmeasured seconds before each point")
     parser.add_argument("--repeat", type=_positive_int, default=1,
-                        help="runs per point; the median is reported (default: 1)")
+                        help="runs per point; the median is reported")
     parser.add_argument("--text-bytes", type=_positive_int, default=64,
-                        help="size of each published text (default: 64)")
+                        help="size of each published text")
     parser.add_argument("--commit-window-ms", type=_non_negative_float, default=None,
-                        help="passed to the server for sqlite-batch (default: the server's)")
+                        help="passed to the server for sqlite-batch (default: the server's, "
+                             f"{show_default(setting('commit_window_ms'))})")
     parser.add_argument("--server-cpu", default="0",
-                        help="CPU list for `taskset -c` around the server (default: 0)")
+                        help="CPU list for `taskset -c` around the server")
     parser.add_argument("--client-cpu", default="1",
-                        help="CPU list this load generator pins itself to (default: 1)")
+                        help="CPU list this load generator pins itself to")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for `hubbub serve` (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hubbub.bench import payload
 from hubbub.bench.endpoint import Endpoint
-from hubbub.config import FANOUT_STRATEGIES
+from hubbub.config import FANOUT_STRATEGIES, setting, show_default
 
 MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 200_000
@@ -85,18 +85,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--server", choices=("hubbub", "note", "websockets"),
                         help="start this server: hubbub (default), or a baseline in benchmarks/")
     target.add_argument("--fanout", choices=FANOUT_STRATEGIES,
-                        help="hubbub's fan-out strategy (default auto)")
+                        help="hubbub's fan-out strategy (default: "
+                             f"{show_default(setting('fanout'))})")
     target.add_argument("--compare", action="store_true",
                         help="run hubbub with every --fanout strategy, then both baselines")
     target.add_argument("--compare-with", action="append", default=[], metavar="CMD",
                         help="with --compare: also start this command, which must contain "
                              "{port} (repeatable)")
     target.add_argument("--compare-path", type=_path, default="/ws",
-                        help="WebSocket path of --compare-with servers (default /ws)")
+                        help="WebSocket path of --compare-with servers")
     target.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra argument for `hubbub serve` (repeatable; use --server-arg=--x)")
     load = parser.add_argument_group("load")
-    load.add_argument("--subscribers", type=_int_in(1, MAX_CONNECTIONS), default=100)
+    load.add_argument("--subscribers", type=_int_in(1, MAX_CONNECTIONS), default=100,
+                      help="clients that join the room and receive every message")
     load.add_argument("--rate", type=_rate, default=100.0, help="published messages per second")
     load.add_argument("--sweep", type=_sweep,
                       help="comma-separated increasing rates, e.g. 100,200,500; overrides --rate")
@@ -116,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="load-generator processes (default: one per CPU left to the generator)")
     load.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                       help="pin the started server to CPU 0 and the generator to the others")
-    load.add_argument("--connect-timeout", type=_float_in(0.0, 600.0, lo_open=True), default=10.0)
+    load.add_argument("--connect-timeout", type=_float_in(0.0, 600.0, lo_open=True), default=10.0,
+                      help="seconds a connection may take to open")
     out = parser.add_argument_group("output")
     out.add_argument("--p99-budget-ms", type=_float_in(0.0, 1e6, lo_open=True), default=250.0,
                      help="a point is sustainable only with p99 below this")

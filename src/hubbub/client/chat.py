@@ -2,6 +2,11 @@
 
 Incoming events print above the input line (`patch_stdout`), so what is being typed is never
 mangled. Plain text goes to the current room; `/help` lists the commands.
+
+Joining a room shows its last `--history` messages between dim "earlier messages" and "live"
+lines. A line you send is shown once: the prompt line is erased on Enter and the message
+appears, marked ✓ as yours, once the server has stored it (on its ack, or on its echo if that
+comes first; the other one is then not shown again).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import contextlib
 import shlex
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable
 
 from prompt_toolkit import PromptSession
@@ -19,6 +25,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from hubbub.client.connection import Client, connect
 from hubbub.client.errors import ClientError, ConnectionFailed, HubbubError
 from hubbub.client.events import (
+    Ack,
     Disconnected,
     Event,
     Message,
@@ -30,7 +37,8 @@ from hubbub.client.events import (
 
 HELP = """\
 commands:
-  /join ROOM      join ROOM (or switch to it) and make it the current room
+  /join ROOM      join ROOM (showing its last --history messages, or switch to it)
+                  and make it the current room
   /leave [ROOM]   leave ROOM (default: the current room)
   /nick NAME      change your nickname
   /who            who is in the current room
@@ -43,9 +51,28 @@ anything else is sent to the current room"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8080 or ws://HOST:PORT/ws")
-    parser.add_argument("--room", default="lobby", help="room to join first (default lobby)")
+    parser.add_argument("--room", default="lobby", help="room to join first")
     parser.add_argument("--nick", help="nickname (default: a guest name from the server)")
     parser.add_argument("--token", help="JWT, when the server requires one")
+    parser.add_argument("--history", type=_count, default=DEFAULT_HISTORY, metavar="N",
+                        help="earlier messages shown on joining a room (0 = none; at most "
+                             "the server's history_page_max)")
+
+
+DEFAULT_HISTORY = 20
+OWN_MARK = "✓"
+EARLIER = "— earlier messages —"
+LIVE = "— live —"
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,12 +89,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    print(printable(line), flush=True)
+
+
+def say_dim(line: str) -> None:
+    print(f"\x1b[2m{line}\x1b[0m", flush=True)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (escape sequences, carriage returns...) made visible,
+    so that what others send cannot drive this terminal (stdout is patched raw, for
+    `say_dim`); newlines and tabs are kept."""
+    return "".join(
+        f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" and ch not in "\n\t" else ch
+        for ch in text
+    )
 
 
 def render(event: Event) -> str:
     """One line per event, as the terminal shows it."""
     match event:
+        case Message(own=True):
+            return f"[{event.room}] {event.nick}: {event.body} {OWN_MARK}"
         case Message():
             return f"[{event.room}] {event.nick}: {event.body}"
         case PresenceEvent(room=room, event="join", member=member):
@@ -90,9 +133,17 @@ def render(event: Event) -> str:
 
 
 class ChatApp:
-    def __init__(self, client: Client, room: str) -> None:
+    def __init__(self, client: Client, room: str, history: int = DEFAULT_HISTORY) -> None:
         self.client = client
         self.room: str | None = room
+        self.history = history
+        # Per room, the (epoch, offset) of the latest message shown in order: a message at or
+        # below it was shown already (in the earlier messages, or live).
+        self._shown: dict[str, tuple[str, int]] = {}
+        # Rooms whose earlier messages are being loaded, with the live messages held meanwhile.
+        self._loading: dict[str, list[Message]] = {}
+        # Own messages shown on their ack, whose echo is not to be shown again.
+        self._acked: set[tuple[str, str, int]] = set()
         self.commands: dict[str, Callable[[list[str]], Awaitable[bool]]] = {
             "join": self.cmd_join, "leave": self.cmd_leave, "nick": self.cmd_nick,
             "who": self.cmd_who, "history": self.cmd_history, "rooms": self.cmd_rooms,
@@ -102,6 +153,65 @@ class ChatApp:
     def prompt(self) -> str:
         return f"[{self.room or '-'}] {self.client.nick}> "
 
+    # -- what the terminal shows -----------------------------------------------------------
+
+    def show(self, event: Event) -> None:
+        """Print one event from the connection, each message once and in its room's order."""
+        if not isinstance(event, Message):
+            say(render(event))
+            return
+        held = self._loading.get(event.room)
+        if held is not None:
+            held.append(event)
+            return
+        key = (event.room, event.epoch, event.offset)
+        if key in self._acked:
+            self._acked.discard(key)  # shown when its ack came
+        elif self._seen(event.room, event.epoch, event.offset):
+            return
+        else:
+            say(render(event))
+        self._shown[event.room] = (event.epoch, event.offset)
+
+    def _seen(self, room: str, epoch: str, offset: int) -> bool:
+        last = self._shown.get(room)
+        return last is not None and last[0] == epoch and offset <= last[1]
+
+    def show_sent(self, room: str, text: str, ack: Ack) -> None:
+        """Show a line this terminal sent, now that the server has stored it."""
+        if self._seen(room, ack.epoch, ack.offset):
+            return  # its echo came first and was shown
+        self._acked.add((room, ack.epoch, ack.offset))
+        say(render(Message(room, ack.offset, ack.epoch, ack.id, self.client.nick or "you",
+                           self.client.connection_id, text, None, ack.ts, own=True)))
+
+    async def show_earlier(self, room: str) -> None:
+        """Show the room's last `history` messages, set apart from the live ones that follow
+        (those arriving meanwhile are held, then shown unless the page had them)."""
+        if self.history <= 0:
+            return
+        self._loading[room] = []
+        try:
+            limit = min(self.history, int(self.client.limits.get("history_page_max", 100)))
+            try:
+                page = await self.client.history(room, limit=limit)
+            except HubbubError as exc:
+                if exc.code != "room_not_found":  # a room without messages yet
+                    say(f"* could not load earlier messages of {room}: {exc.reason} ({exc.code})")
+                return
+            except ClientError as exc:
+                say(f"* could not load earlier messages of {room}: {exc}")
+                return
+            if page.messages:
+                say_dim(EARLIER)
+                for message in page.messages:
+                    say(render(message))
+                say_dim(LIVE)
+            self._shown[room] = (page.epoch, page.offset)
+        finally:
+            for message in self._loading.pop(room):
+                self.show(message)
+
     async def handle(self, line: str) -> bool:
         """Act on one input line; False means quit."""
         line = line.strip()
@@ -110,10 +220,19 @@ class ChatApp:
         if not line.startswith("/") or line.startswith("//"):
             text = line[1:] if line.startswith("//") else line
             if self.room is None:
-                say("* you are in no room; /join ROOM first")
+                say(f"* you are in no room; /join ROOM first (not sent: {text})")
+                return True
+            room = self.room
+            try:
+                ack = await self.client.send(room, text)
+            except HubbubError as exc:
+                say(f"* error: {exc.reason} ({exc.code}); not sent: {text}")
+            except ClientError as exc:
+                say(f"* error: {exc}; {text} may not have been sent")
             else:
-                await self.client.send(self.room, text)
+                self.show_sent(room, text, ack)
             return True
+        say(self.prompt() + line)  # the command as typed, above what it prints
         try:
             name, *args = shlex.split(line[1:])
         except ValueError as exc:
@@ -129,9 +248,12 @@ class ChatApp:
         if len(args) != 1:
             say("* usage: /join ROOM")
             return True
+        already = args[0] in self.client.rooms
         await self.client.join(args[0])
         self.room = args[0]
         say(f"* joined {args[0]} ({len(self.client.presence(args[0]))} here)")
+        if not already:
+            await self.show_earlier(args[0])
         return True
 
     async def cmd_leave(self, args: list[str]) -> bool:
@@ -194,13 +316,17 @@ class ChatApp:
         return True
 
 
-async def _print_events(client: Client) -> None:
-    async for event in client:
-        say(render(event))
+async def _print_events(app: ChatApp) -> None:
+    async for event in app.client:
+        app.show(event)
 
 
 async def _input_loop(app: ChatApp) -> None:
-    session: PromptSession[str] = PromptSession()
+    if app.room is not None:
+        await app.show_earlier(app.room)
+    # The typed line is erased on Enter: a message reappears once stored, a command is
+    # echoed by `handle` (so nothing shows twice).
+    session: PromptSession[str] = PromptSession(erase_when_done=True)
     while True:
         try:
             line = await session.prompt_async(app.prompt)
@@ -217,11 +343,12 @@ async def _input_loop(app: ChatApp) -> None:
 
 async def _main(args: argparse.Namespace) -> int:
     async with connect(args.url, nick=args.nick, token=args.token, rooms=[args.room]) as client:
-        app = ChatApp(client, args.room)
-        with patch_stdout():
+        app = ChatApp(client, args.room, args.history)
+        # raw: the dim separators' escape codes pass; what others send is made printable.
+        with patch_stdout(raw=True):
             say(f"* connected as {client.nick}; in {args.room} "
                 f"({len(client.presence(args.room))} here); /help for commands")
-            printer = asyncio.create_task(_print_events(client))
+            printer = asyncio.create_task(_print_events(app))
             reader = asyncio.create_task(_input_loop(app))
             await asyncio.wait({printer, reader}, return_when=asyncio.FIRST_COMPLETED)
             code = 0

@@ -15,6 +15,7 @@ import orjson
 
 from hubbub.client.errors import ClientError, HubbubError
 from hubbub.client.sync import publish
+from hubbub.config import setting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="JSON", help="a JSON value to attach as `data`")
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("HUBBUB_API_KEY"),
-        help="API key (default: $HUBBUB_API_KEY)",
+        default=os.environ.get(setting("api_key").env),
+        help=f"API key (default: ${setting('api_key').env})",
     )
     parser.add_argument(
         "--from", dest="sender_name", metavar="NAME", help="name shown as the sender"
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the server")
 
 
 def run(args: argparse.Namespace) -> int:

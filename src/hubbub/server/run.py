@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -26,14 +29,52 @@ reconnects at once; with aiohttp's default of 128 the rest would wait for SYN re
 DATABASE_NAME = "hubbub.sqlite3"
 
 
+def database_path(settings: Settings) -> Path:
+    return settings.data_dir / DATABASE_NAME
+
+
 def make_store(settings: Settings) -> MessageStore:
     if settings.store == "memory":
         return MemoryStore()
     from hubbub.stores.sqlite import SQLiteStore
 
     durability: Literal["fsync", "batch"] = "batch" if settings.durability == "batch" else "fsync"
-    return SQLiteStore(settings.data_dir / DATABASE_NAME, durability=durability,
+    return SQLiteStore(database_path(settings), durability=durability,
                        commit_window_ms=settings.commit_window_ms)
+
+
+def where_data_lives(settings: Settings) -> str:
+    """The start-up line that says where messages are kept and how durably."""
+    if settings.store == "memory":
+        return "hubbub data: in memory (memory store: history is lost when the server stops)"
+    durability = f"{settings.durability} durability"
+    if settings.durability == "batch":
+        durability += f": commits gathered for up to {settings.commit_window_ms:g} ms"
+    return f"hubbub data: {database_path(settings).resolve()} (sqlite store, {durability})"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def open_to_anyone(settings: Settings, hosts: Iterable[str]) -> str | None:
+    """A warning line when the server listens beyond loopback with nothing asked of
+    clients: the HTTP API without an api_key, or /ws without a jwt_secret."""
+    exposed = sorted({host for host in hosts if not _is_loopback(host)})
+    if not exposed:
+        return None
+    open_parts = []
+    if settings.api_key is None:
+        open_parts.append("the HTTP API needs no key (--api-key)")
+    if settings.jwt_secret is None:
+        open_parts.append("/ws needs no token (--jwt-secret)")
+    if not open_parts:
+        return None
+    return (f"hubbub warning: listening on {', '.join(exposed)} (not only loopback) while "
+            f"{' and '.join(open_parts)}: anyone who can reach it can use it")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -77,6 +118,7 @@ async def _serve(settings: Settings) -> int:
     except StoreOpenError as exc:
         print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
         return 1
+    print(where_data_lives(settings), flush=True)
     runner = web.AppRunner(make_app(settings, store), handle_signals=False,
                            shutdown_timeout=settings.shutdown_timeout, access_log=None)
     try:
@@ -92,6 +134,9 @@ async def _serve(settings: Settings) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"hubbub serving on http://{shown}:{port} ({settings.store} store, "
               f"{settings.fanout} fan-out)", flush=True)
+        warning = open_to_anyone(settings, (str(address[0]) for address in runner.addresses))
+        if warning is not None:
+            print(warning, flush=True)
         if loop.get_debug():
             log.info("asyncio debug mode is on")
         stop = asyncio.Event()
