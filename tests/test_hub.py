@@ -309,3 +309,15 @@ async def test_a_member_that_falls_too_far_behind_while_joining_is_closed(
     sock.release()  # its close unblocks the replay, which then stops
     await joining
     assert conn.rooms == () and hub.rooms.get("r") is None
+
+
+async def test_in_process_publishes_of_data_that_cannot_go_out_store_nothing() -> None:
+    hub = make_hub()
+    deep: list[Any] = []
+    for _ in range(40):
+        deep = [deep]
+    for data in (object(), {"when": object()}, deep):
+        with pytest.raises(p.ProtocolError):
+            await hub.publish("r", data=data)
+    assert await hub.store.room_state("r") is None
+    assert (await hub.publish("r", data={"a": [[[]]]})).offset == 1

@@ -295,8 +295,10 @@ class Hub:
 
         Returns once the message is stored and handed to every member's outbox (the store
         delivers it through `deliver` before its append returns). Raises `StoreError` if it
-        could not be stored (then nobody receives it).
+        could not be stored (then nobody receives it), `ProtocolError` for `data` that could
+        not be encoded (then nothing is stored).
         """
+        p.validate_data(data)
         return await self.store.append(
             Draft(room=room, nick=nick, sender=sender, text=text, data=data)
         )

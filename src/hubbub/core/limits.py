@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+MAX_DATA_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a message's `data`. Far below what the
+JSON encoder can write back out (orjson stops at 254 levels), so that whatever is accepted
+can always be stored, replayed and served; no real payload comes near it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from hubbub.core.codes import ErrorCode
-from hubbub.core.limits import Limits
+from hubbub.core.limits import MAX_DATA_DEPTH, Limits
 from hubbub.core.names import NICK_RULE, ROOM_RULE, is_valid_nick, is_valid_room
 
 SUBPROTOCOL = "hubbub.v1"
@@ -191,6 +191,32 @@ def validate_body(text: object, data: object, limits: Limits) -> tuple[str | Non
                 f"text is longer than {limits.max_text_bytes} bytes",
             )
     return text, data
+
+
+def validate_data(data: object) -> None:
+    """Refuse `data` that could not be encoded back out, before anything is stored: nested
+    deeper than `MAX_DATA_DEPTH`, or not JSON at all (an in-process publisher's objects).
+    A stored message must always be deliverable, replayable and listable."""
+    if data is None or isinstance(data, str | int | float | bool):
+        return
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DATA_DEPTH:
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"data is nested deeper than {MAX_DATA_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+    try:
+        orjson.dumps(data)
+    except TypeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}") \
+            from None
 
 
 def _parse_nick(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Nick:
