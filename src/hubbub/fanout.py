@@ -26,7 +26,8 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from typing import Protocol
 
 from hubbub.core.outbox import Outbox
@@ -103,14 +104,29 @@ class Outlet:
     async def close(self) -> None:
         """Write what is pending, then stop any writer task."""
 
+    def held(self) -> int:
+        """Bytes waiting in this connection's outbox now (for `/metrics`)."""
+        return 0
+
 
 class Delivery(abc.ABC):
+    """Counters are plain integers, read by `/metrics` when it is scraped: the fan-out is
+    the hot path, and a Prometheus call per message would cost more than the rest of it."""
+
     name: str
 
     def __init__(self, outbox_limit: int) -> None:
         self.outbox_limit = outbox_limit
         self.deliveries = 0
+        """Fan-out copies handed to the engine (one per recipient per message)."""
+        self.sends = 0
+        """Frames sent to one connection (replies, replays, greetings)."""
+        self.sent_bytes = 0
+        """Payload bytes of both, WebSocket framing not included."""
         self.slow_closes = 0
+        self.on_written: Callable[[float], None] | None = None
+        """Called once per batch of fan-out frames, once the batch has been handed to the
+        sockets, with the seconds since its oldest message reached the engine."""
 
     @abc.abstractmethod
     def outlet(self, socket: Socket) -> Outlet: ...
@@ -154,6 +170,9 @@ class CorkedOutlet(Outlet):
             self.socket.write(self.outbox.take())
         if self.writer is not None:
             self.writer.cancel()
+
+    def held(self) -> int:
+        return 0 if self.outbox is None else self.outbox.size
 
 
 class _Group:
@@ -214,6 +233,7 @@ class AutoDelivery(Delivery):
         self._ops: list[_Group | _Write] = []
         self._open: dict[Hashable, _Group] = {}
         self._flush_scheduled = False
+        self._oldest = 0.0  # when the oldest fan-out waiting for `_flush` came (0: none)
         self._fallback = QueuedDelivery(outbox_limit)
         self._mixed = False  # set once a connection needs the fallback: checks get per-member
 
@@ -226,6 +246,8 @@ class AutoDelivery(Delivery):
         return CorkedOutlet(socket)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         if not isinstance(outlet, CorkedOutlet):
             self._fallback.push(outlet, payload)
             return
@@ -242,12 +264,16 @@ class AutoDelivery(Delivery):
         consecutive messages passed the same `outlets` list with the same key share writes
         even when other operations came in between."""
         members = outlets if isinstance(outlets, list) else list(outlets)
+        count = len(members)
+        self.deliveries += count
+        self.sent_bytes += count * len(payload.data)
         if self._mixed:
             members = self._split_fallback(members, payload)
             audience = None
         if not members:
             return
-        self.deliveries += len(members)
+        if not self._oldest:
+            self._oldest = time.monotonic()
         frame = payload.frame
         group = None if audience is None else self._open.get(audience)
         if group is not None and group.outlets is not members:
@@ -307,6 +333,11 @@ class AutoDelivery(Delivery):
                 outlet, data = op
                 if outlet.backlogged or not outlet.socket.offer(data):
                     queue(outlet, data)
+        # Once per pass, not per recipient: the wait of the oldest message written.
+        if self._oldest:
+            if self.on_written is not None:
+                self.on_written(time.monotonic() - self._oldest)
+            self._oldest = 0.0
 
     def _queue(self, outlet: CorkedOutlet, data: bytes) -> None:
         """Hold `data` for a socket whose kernel buffer is full, behind what it already has."""
@@ -357,14 +388,24 @@ class SequentialDelivery(Delivery):
         return _PlainOutlet(socket)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         await _send_quietly(outlet.socket, payload.text)
 
     async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
                      audience: Hashable | None = None) -> None:
         text = payload.text
+        started = time.monotonic()
+        size = len(payload.data)
         for outlet in list(outlets):
             await _send_quietly(outlet.socket, text)
             self.deliveries += 1
+            self.sent_bytes += size
+        self._written(started)
+
+    def _written(self, started: float) -> None:
+        if self.on_written is not None:
+            self.on_written(time.monotonic() - started)
 
 
 class ConcurrentDelivery(SequentialDelivery):
@@ -375,9 +416,12 @@ class ConcurrentDelivery(SequentialDelivery):
     async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
                      audience: Hashable | None = None) -> None:
         text = payload.text
+        started = time.monotonic()
         sends = [_send_quietly(outlet.socket, text) for outlet in outlets]
         self.deliveries += len(sends)
+        self.sent_bytes += len(sends) * len(payload.data)
         await asyncio.gather(*sends)
+        self._written(started)
 
 
 class _PlainOutlet(Outlet):
@@ -414,6 +458,9 @@ class QueuedOutlet(Outlet):
     async def close(self) -> None:
         self.task.cancel()
 
+    def held(self) -> int:
+        return self.queued_bytes
+
 
 class QueuedDelivery(Delivery):
     """A queue and a writer task per connection: no recipient waits for another."""
@@ -436,13 +483,17 @@ class QueuedDelivery(Delivery):
         outlet.queue.put_nowait(text)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         self.push(outlet, payload)
 
     async def fanout(self, outlets: Iterable[Outlet], payload: Payload,
                      audience: Hashable | None = None) -> None:
+        size = len(payload.data)
         for outlet in outlets:
             self.push(outlet, payload)
             self.deliveries += 1
+            self.sent_bytes += size
 
 
 def make_delivery(strategy: str, outbox_limit: int) -> Delivery:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hubbub.core.message import Draft, Message
@@ -55,6 +56,16 @@ class HistoryPage:
 
 class MessageStore(abc.ABC):
     """Per-room history. All methods are coroutines so that I/O-bound stores fit."""
+
+    on_commit: Callable[[float, int], None] | None = None
+    """Set by whoever watches the store (the server's metrics): a store that writes in
+    transactions calls it after each successful one with its duration in seconds and the
+    number of writes it held. It may be called from the store's own thread."""
+
+    def usable(self) -> bool:
+        """False while the store cannot take writes (not open, closing, or its last
+        commit failed); `/readyz` reports it."""
+        return True
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the store; raise `StoreOpenError` with a one-line reason if impossible."""

@@ -7,8 +7,10 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 from hubbub.config import Settings, describe
@@ -36,13 +38,40 @@ def make_store(settings: Settings) -> MessageStore:
                        commit_window_ms=settings.commit_window_ms)
 
 
+class JsonFormatter(logging.Formatter):
+    """`--log-format json`: one JSON object per line, for log shippers.
+
+    Keys: `ts` (ISO 8601, UTC, milliseconds), `level`, `logger`, `message`, and `exc_info`
+    (the formatted traceback, one string) and `stack_info` when the record has them.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line: dict[str, str] = {
+            "ts": ts.replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return orjson.dumps(line).decode()
+
+
 def configure_logging(settings: Settings) -> None:
     level = logging.DEBUG if settings.dev else getattr(logging, settings.log_level.upper())
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        # Python's warnings too, so that every line on stderr is one JSON object.
+        logging.captureWarnings(True)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if not settings.dev:
         # aiohttp logs every request at INFO; that is noise for a chat server.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
