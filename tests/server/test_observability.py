@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import sys
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
+from hubbub.server.run import JsonFormatter
 from support.rawws import RawWebSocket
 from support.server import ServerFactory, ServerProcess, running, wait_until
 from support.wsclient import TIMEOUT, http_get_json, unique
@@ -248,3 +251,18 @@ async def test_json_log_format_writes_one_object_per_line(start_server: ServerFa
     assert any("refused" in record["message"] and record["level"] == "INFO"
                for record in records)
     assert records[-1]["message"] == "stopped"
+
+
+def test_a_json_log_line_carries_its_traceback_as_one_string() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("hubbub.test", logging.ERROR, __file__, 1, "failed %s",
+                                   ("here",), sys.exc_info())
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["level"], parsed["logger"], parsed["message"]) == (
+        "ERROR", "hubbub.test", "failed here")
+    assert parsed["exc_info"].startswith("Traceback")
+    assert parsed["exc_info"].endswith("ValueError: boom")
