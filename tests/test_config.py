@@ -68,6 +68,8 @@ def test_lists_and_switches_from_the_environment() -> None:
         ([], {"HUBBUB_DEV": "maybe"}, "dev must be true or false"),
         (["--fanout", "magic"], {}, "fanout must be one of auto, sequential"),
         (["--plain-history", "500"], {}, "plain_history (500) must not exceed"),
+        (["--log-format", "xml"], {}, "log_format must be one of text, json"),
+        ([], {"HUBBUB_LOOP_STALL_WARNING_MS": "soon"}, "loop_stall_warning_ms must be a number"),
     ],
 )
 def test_bad_values_are_named_with_their_source(argv: list[str], environ: dict[str, str],
@@ -111,3 +113,9 @@ def test_operations_doc_lists_every_setting() -> None:
     for option in OPTIONS:
         assert f"| `{option.name}` |" in doc, f"{option.name} missing from docs/operations.md"
         assert f"`HUBBUB_{option.name.upper()}`" in doc
+
+
+def test_log_format_and_loop_stall_warning() -> None:
+    assert (Settings().log_format, Settings().loop_stall_warning_ms) == ("text", 250.0)
+    settings = load(flags("--log-format", "JSON", "--loop-stall-warning-ms", "0"), environ={})
+    assert (settings.log_format, settings.loop_stall_warning_ms) == ("json", 0.0)

@@ -86,6 +86,41 @@ async def test_compressed_connections_fall_back_to_a_writer_task() -> None:
         await outlet.close()
 
 
+async def test_write_latency_is_observed_once_per_batch_not_per_recipient() -> None:
+    engine = AutoDelivery(outbox_limit=1 << 20)
+    waits: list[float] = []
+    engine.on_written = waits.append
+    sockets = [MemorySocket() for _ in range(4)]
+    outlets = [engine.outlet(s) for s in sockets]
+    for n in range(3):
+        engine.fanout(outlets, Payload(f"m{n}".encode()))
+    await pass_loop()
+    assert len(waits) == 1 and waits[0] >= 0
+    await engine.send(outlets[0], Payload(b"reply"))  # not a fan-out: nothing to observe
+    await pass_loop()
+    assert len(waits) == 1
+    engine.fanout(outlets, Payload(b"m3"))
+    await pass_loop()
+    assert len(waits) == 2
+    # The plain counters /metrics reads: copies, direct sends and their payload bytes.
+    assert (engine.deliveries, engine.sends) == (16, 1)
+    assert engine.sent_bytes == 16 * 2 + len(b"reply")
+
+
+async def test_an_outlet_says_how_many_bytes_its_outbox_holds() -> None:
+    engine = AutoDelivery(outbox_limit=1 << 20)
+    fast, slow = MemorySocket(), MemorySocket()
+    slow.held = HIGH_WATER + 1
+    outlets = [engine.outlet(fast), engine.outlet(slow)]
+    engine.fanout(outlets, Payload(b"x" * 100))
+    await pass_loop()
+    assert outlets[0].held() == 0
+    assert outlets[1].held() == len(Payload(b"x" * 100).frame)
+    slow.release()
+    await pass_loop()
+    assert outlets[1].held() == 0
+
+
 @pytest.mark.parametrize("strategy", ["auto", "sequential", "concurrent", "queued"])
 async def test_every_strategy_delivers_everything_in_order(strategy: str) -> None:
     engine = make_delivery(strategy, outbox_limit=1 << 20)

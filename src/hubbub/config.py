@@ -54,6 +54,8 @@ class Settings:
     fanout: str = "auto"
     compression: bool = False
     shutdown_timeout: float = 5.0
+    log_format: str = "text"
+    loop_stall_warning_ms: float = 250.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -231,6 +233,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("fanout", "delivery strategy", _choice(*FANOUT_STRATEGIES), "STRATEGY"),
     Option("compression", "offer permessage-deflate", _bool, flag_action="store_true"),
     Option("shutdown_timeout", "seconds to finish work on SIGTERM", _float(0, 300), "SECONDS"),
+    Option("log_format", "text, or json: one JSON object per line for log shippers",
+           _choice("text", "json"), "FORMAT"),
+    Option("loop_stall_warning_ms", "log a warning when the event loop stalls this long "
+           "(0 = never)", _float(0, 600_000), "MS"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 

@@ -27,7 +27,8 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from typing import Protocol
 
 from hubbub.core.codes import CloseCode
@@ -105,14 +106,29 @@ class Outlet:
     async def close(self) -> None:
         """Write what is pending, then stop any writer task."""
 
+    def held(self) -> int:
+        """Bytes waiting in this connection's outbox now (for `/metrics`)."""
+        return 0
+
 
 class Delivery(abc.ABC):
+    """Counters are plain integers, read by `/metrics` when it is scraped: the fan-out is
+    the hot path, and a Prometheus call per message would cost more than the rest of it."""
+
     name: str
 
     def __init__(self, outbox_limit: int) -> None:
         self.outbox_limit = outbox_limit
         self.deliveries = 0
+        """Fan-out copies handed to the engine (one per recipient per message)."""
+        self.sends = 0
+        """Frames sent to one connection (replies, replays, greetings)."""
+        self.sent_bytes = 0
+        """Payload bytes of both, WebSocket framing not included."""
         self.slow_closes = 0
+        self.on_written: Callable[[float], None] | None = None
+        """Called once per batch of fan-out frames, once the batch has been handed to the
+        sockets, with the seconds since its oldest message reached the engine."""
 
     @abc.abstractmethod
     def outlet(self, socket: Socket) -> Outlet: ...
@@ -164,6 +180,9 @@ class CorkedOutlet(Outlet):
             self.socket.write(self.outbox.take())
         if self.writer is not None:
             self.writer.cancel()
+
+    def held(self) -> int:
+        return 0 if self.outbox is None else self.outbox.size
 
 
 class _Group:
@@ -224,6 +243,7 @@ class AutoDelivery(Delivery):
         self._ops: list[_Group | _Write] = []
         self._open: dict[Hashable, _Group] = {}
         self._flush_scheduled = False
+        self._oldest = 0.0  # when the oldest fan-out waiting for `_flush` came (0: none)
         self._fallback = QueuedDelivery(outbox_limit)
         self._mixed = False  # set once a connection needs the fallback: checks get per-member
 
@@ -236,6 +256,8 @@ class AutoDelivery(Delivery):
         return CorkedOutlet(socket)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         if not isinstance(outlet, CorkedOutlet):
             self._fallback.push(outlet, payload)
             return
@@ -252,12 +274,16 @@ class AutoDelivery(Delivery):
         consecutive messages passed the same `outlets` list with the same key share writes
         even when other operations came in between."""
         members = outlets if isinstance(outlets, list) else list(outlets)
+        count = len(members)
+        self.deliveries += count
+        self.sent_bytes += count * len(payload.data)
         if self._mixed:
             members = self._split_fallback(members, payload)
             audience = None
         if not members:
             return
-        self.deliveries += len(members)
+        if not self._oldest:
+            self._oldest = time.monotonic()
         frame = payload.frame
         group = None if audience is None else self._open.get(audience)
         if group is not None and group.outlets is not members:
@@ -328,6 +354,11 @@ class AutoDelivery(Delivery):
                 outlet, data = op
                 if outlet.backlogged or not outlet.socket.offer(data):
                     queue(outlet, data)
+        # Once per pass, not per recipient: the wait of the oldest message written.
+        if self._oldest:
+            if self.on_written is not None:
+                self.on_written(time.monotonic() - self._oldest)
+            self._oldest = 0.0
 
     def _queue(self, outlet: CorkedOutlet, data: bytes) -> None:
         """Hold `data` for a socket whose kernel buffer is full, behind what it already has."""
@@ -396,6 +427,7 @@ class SequentialDelivery(Delivery):
     async def _work(self) -> None:
         while True:
             outlets, payload, done = await self._jobs.get()
+            started = time.monotonic()
             try:
                 await self._send_all(outlets, payload.text)
             except Exception:
@@ -403,12 +435,16 @@ class SequentialDelivery(Delivery):
             finally:
                 if done is not None and not done.done():
                     done.set_result(None)
+            if done is None:  # a fan-out, not a reply or a drain
+                self._written(started)
 
     async def _send_all(self, outlets: list[Outlet], text: str) -> None:
         for outlet in outlets:
             await _send_quietly(outlet.socket, text)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         done = asyncio.get_running_loop().create_future()
         self._enqueue([outlet], payload, done)
         await done
@@ -422,7 +458,12 @@ class SequentialDelivery(Delivery):
                audience: Hashable | None = None) -> None:
         members = list(outlets)
         self.deliveries += len(members)
+        self.sent_bytes += len(members) * len(payload.data)
         self._enqueue(members, payload)
+
+    def _written(self, started: float) -> None:
+        if self.on_written is not None:
+            self.on_written(time.monotonic() - started)
 
 
 class ConcurrentDelivery(SequentialDelivery):
@@ -470,6 +511,9 @@ class QueuedOutlet(Outlet):
     async def close(self) -> None:
         self.task.cancel()
 
+    def held(self) -> int:
+        return self.queued_bytes
+
 
 class QueuedDelivery(Delivery):
     """A queue and a writer task per connection: no recipient waits for another."""
@@ -492,13 +536,17 @@ class QueuedDelivery(Delivery):
         outlet.queue.put_nowait(text)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
         self.push(outlet, payload)
 
     def fanout(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
+        size = len(payload.data)
         for outlet in outlets:
             self.push(outlet, payload)
             self.deliveries += 1
+            self.sent_bytes += size
 
     async def drain(self, outlet: Outlet) -> None:
         assert isinstance(outlet, QueuedOutlet)

@@ -208,6 +208,7 @@ class Connection:
     async def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
                       **extra: Any) -> None:
         self.refusals += 1
+        self.hub.refused[code] = self.hub.refused.get(code, 0) + 1
         if self.refusals <= LOGGED_REFUSALS or self.refusals % 100 == 0:
             log.info("connection %s (%s): refused #%d: %s: %s", self.id, self.nick,
                      self.refusals, code.value, reason)
@@ -236,6 +237,7 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.published = 0
         store.listen(self.deliver)
+        self.refused: dict[ErrorCode, int] = {}  # refusals by code, for /metrics
 
     # --- connections ---------------------------------------------------------------------
 

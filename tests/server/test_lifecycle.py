@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from support.rawws import OP_TEXT, RawWebSocket
-from support.server import ServerFactory, ServerProcess
+from support.server import ServerFactory, ServerProcess, wait_until
 from support.wsclient import (
     TIMEOUT,
     http_get_json,
@@ -25,16 +24,6 @@ from support.wsclient import (
 
 pytestmark = pytest.mark.timeout(90)
 
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,
-                     pause: float = 0.1) -> bool:
-    """Poll an async predicate a bounded number of times."""
-    for _ in range(attempts):
-        if await check():
-            return True
-        await asyncio.sleep(pause)
-    return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

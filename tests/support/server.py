@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -119,3 +120,13 @@ def running(factory: pytest.TempPathFactory, *flags: str,
         yield server
     finally:
         server.kill()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,
+                     pause: float = 0.1) -> bool:
+    """Poll an async predicate a bounded number of times."""
+    for _ in range(attempts):
+        if await check():
+            return True
+        await asyncio.sleep(pause)
+    return False

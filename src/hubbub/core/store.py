@@ -86,6 +86,15 @@ class MessageStore(abc.ABC):
             listener(messages)
         except Exception:
             log.exception("the store's listener failed on %d messages", len(messages))
+    on_commit: Callable[[float, int], None] | None = None
+    """Set by whoever watches the store (the server's metrics): a store that writes in
+    transactions calls it after each successful one with its duration in seconds and the
+    number of writes it held. It may be called from the store's own thread."""
+
+    def usable(self) -> bool:
+        """False while the store cannot take writes (not open, closing, or its last
+        commit failed); `/readyz` reports it."""
+        return True
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the store; raise `StoreOpenError` with a one-line reason if impossible."""

@@ -7,11 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from hubbub.config import Settings
 from hubbub.core.message import now_ms
@@ -20,7 +17,9 @@ from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
 from hubbub.server.heartbeat import heartbeat
+from hubbub.server.metrics import Metrics
 from hubbub.server.websocket import socket_of, websocket_handler
+from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.server")
 
@@ -32,6 +31,7 @@ CONTENT_SECURITY_POLICY = (
     "script-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 RUNNING = web.AppKey("running", bool)
+READY = web.AppKey("ready", bool)
 RETENTION = web.AppKey("retention", asyncio.Task[None])
 
 
@@ -44,9 +44,12 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
+    app[keys.METRICS] = Metrics(hub)
     app[RUNNING] = True
+    app[READY] = False
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
@@ -55,6 +58,8 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     app.on_shutdown.append(close_websockets)
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(heartbeat)
+    app.cleanup_ctx.append(loop_monitor)
+    app.on_startup.append(ready)  # after every cleanup context has started
     return app
 
 
@@ -77,41 +82,47 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    if not request.app[RUNNING]:
-        return web.json_response({"status": "stopping"}, status=503)
+    """Liveness: 200 whenever the process answers (readiness is `/readyz`)."""
     hub = request.app[keys.HUB]
-    return web.json_response({"status": "ok", "connections": len(hub.connections)})
+    status = "ok" if request.app[RUNNING] else "stopping"
+    return web.json_response({"status": status, "connections": len(hub.connections)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 only while the server can take traffic, else 503 saying why."""
+    app = request.app
+    if not app[RUNNING]:
+        status = "stopping"
+    elif not app[READY]:
+        status = "starting"
+    elif not app[keys.HUB].store.usable():
+        status = "store_unavailable"
+    else:
+        status = "ready"
+    return web.json_response({"status": status}, status=200 if status == "ready" else 503)
+
+
+async def ready(app: web.Application) -> None:
+    app[READY] = True
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = CollectorRegistry()
-    registry.register(_HubCollector(request.app[keys.HUB]))
-    return web.Response(body=generate_latest(registry),
+    return web.Response(body=request.app[keys.METRICS].exposition(),
                         content_type="text/plain", charset="utf-8")
 
 
-class _HubCollector:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-
-    def collect(self) -> list[Any]:
-        hub = self.hub
-        connections = GaugeMetricFamily("hubbub_connections", "Open WebSocket connections")
-        connections.add_metric([], len(hub.connections))
-        rooms = GaugeMetricFamily("hubbub_rooms", "Rooms with at least one member")
-        rooms.add_metric([], len(hub.rooms.names()))
-        published = CounterMetricFamily("hubbub_messages_published", "Messages stored")
-        published.add_metric([], hub.published)
-        delivered = CounterMetricFamily("hubbub_deliveries", "Messages handed to sockets")
-        delivered.add_metric([], hub.delivery.deliveries)
-        slow = CounterMetricFamily("hubbub_slow_closes", "Connections closed as too slow")
-        slow.add_metric([], hub.delivery.slow_closes)
-        return [connections, rooms, published, delivered, slow]
+async def loop_monitor(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: measure the event loop's lag while the app runs."""
+    monitor = app[keys.METRICS].loop_monitor(app[keys.SETTINGS].loop_stall_warning_ms)
+    task = spawn(monitor.run(), "loop-lag")
+    yield
+    task.cancel()
 
 
 async def close_websockets(app: web.Application) -> None:
     """On shutdown: write what is pending, then close every WebSocket with 1001."""
     app[RUNNING] = False
+    app[READY] = False
     hub = app[keys.HUB]
     hub.delivery.flush()
     # The hub's registry of connections is the only one: a second would cost every idle

@@ -43,8 +43,9 @@ def _ok(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=_dumps)
 
 
-def _refused(exc: p.ProtocolError) -> web.Response:
-    return error_response(_STATUS.get(exc.code, 400), exc.code.value, exc.reason)
+def _refused(request: web.Request, code: ErrorCode, reason: str) -> web.Response:
+    request.app[keys.METRICS].refused(code)
+    return error_response(_STATUS.get(code, 400), code.value, reason)
 
 
 @web.middleware
@@ -77,10 +78,10 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
                                   exc.text or exc.reason)
         raise
     except p.ProtocolError as exc:
-        return _refused(exc)
+        return _refused(request, exc.code, exc.reason)
     except StoreError:
-        return error_response(503, ErrorCode.UNAVAILABLE.value,
-                              "the message store is unavailable; nothing was stored")
+        return _refused(request, ErrorCode.UNAVAILABLE,
+                        "the message store is unavailable; nothing was stored")
     return response
 
 
@@ -96,6 +97,7 @@ async def publish(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
     room = _room(request)
     raw = await request.read()
+    request.app[keys.METRICS].http_publish(raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

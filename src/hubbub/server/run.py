@@ -9,9 +9,11 @@ import logging
 import signal
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 from hubbub.config import Settings, describe
@@ -76,14 +78,40 @@ def open_to_anyone(settings: Settings, hosts: Iterable[str]) -> str | None:
     return (f"hubbub warning: listening on {', '.join(exposed)} (not only loopback) while "
             f"{' and '.join(open_parts)}: anyone who can reach it can use it")
 
+class JsonFormatter(logging.Formatter):
+    """`--log-format json`: one JSON object per line, for log shippers.
+
+    Keys: `ts` (ISO 8601, UTC, milliseconds), `level`, `logger`, `message`, and `exc_info`
+    (the formatted traceback, one string) and `stack_info` when the record has them.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line: dict[str, str] = {
+            "ts": ts.replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return orjson.dumps(line).decode()
+
 
 def configure_logging(settings: Settings) -> None:
     level = logging.DEBUG if settings.dev else getattr(logging, settings.log_level.upper())
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        # Python's warnings too, so that every line on stderr is one JSON object.
+        logging.captureWarnings(True)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if not settings.dev:
         # aiohttp logs every request at INFO; that is noise for a chat server.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

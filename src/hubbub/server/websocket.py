@@ -114,6 +114,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # the handshake is in `_admit` (see "Idle connections" in docs/performance.md).
     settings: Settings = request.app[keys.SETTINGS]
     hub: Hub = request.app[keys.HUB]
+    metrics = request.app[keys.METRICS]
     nick, expires = _admit(request, settings)
     ws = web.WebSocketResponse(
         protocols=PROTOCOLS,
@@ -129,6 +130,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     socket = AiohttpSocket(ws, request)
     conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
                        plain=plain)
+    metrics.opened += 1
     expiry = _schedule_expiry(ws, expires)
     log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
               conn.nick)
@@ -142,10 +144,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             async for msg in ws:
                 socket.seen = time.monotonic()
                 if msg.type == WSMsgType.TEXT:
+                    metrics.ws_frame(msg.data)
                     await conn.handle_text(msg.data)
                 elif msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
+                    metrics.ws_frame(msg.data)
                     if plain:
                         await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
                                        message=b"binary frames are not supported")
@@ -166,6 +170,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if expiry is not None:
             expiry.cancel()
         await hub.disconnect(conn)
+        metrics.connection_closed(ws.close_code)
         log.debug("connection %s closed with %s", conn.id, ws.close_code)
     return ws
 

@@ -179,6 +179,8 @@ class SQLiteStore(MessageStore):
         """Transactions committed by the writer (appends and room creations)."""
         self.appends = 0
         """Appends committed; `appends / commits` is the mean group-commit size."""
+        self.failing = False
+        """True from a failed commit until the next one succeeds."""
 
     # ---------------------------------------------------------------- open / close
 
@@ -327,6 +329,11 @@ class SQLiteStore(MessageStore):
         if not self._open or self._closing:
             raise StoreError("the message store is not open")
 
+    def usable(self) -> bool:
+        writer = self._writer
+        return (self._open and not self._closing and not self.failing
+                and writer is not None and writer.is_alive())
+
     async def append(self, draft: Draft) -> Message:
         self._check_usable()
         data_json = None if draft.data is None else encode_data(draft.data)
@@ -455,13 +462,16 @@ class SQLiteStore(MessageStore):
             else:
                 results.append(None)
         created = now_ms()
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             _insert_rows(conn, _ROOMS_INSERT, _ROOMS_UPSERT,
                          [(room, row.epoch, row.last, created) for room, row in staged.items()])
             _insert_rows(conn, _MESSAGES_INSERT, "", messages)
             conn.execute("COMMIT")
+            elapsed = time.perf_counter() - started
         except sqlite3.Error as exc:
+            self.failing = True
             log.error("commit of %d writes failed: %s", len(batch), exc)
             self._rollback(conn, staged)
             self._fail(batch, f"the message store could not commit: {exc}")
@@ -479,6 +489,9 @@ class SQLiteStore(MessageStore):
             else:
                 resolved.append((op.future, states[op.room]))
         self._post(batch, states, resolved)
+        self.failing = False
+        if self.on_commit is not None:  # after `_post`: it must not delay or fail the acks
+            self.on_commit(elapsed, len(batch))
 
     def _rollback(self, conn: sqlite3.Connection, touched: Iterable[str]) -> None:
         """Undo a failed transaction and re-read the touched rooms' counters from the file.
