@@ -55,6 +55,8 @@ class Settings:
     compression: bool = False
     shutdown_timeout: float = 5.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    jwt_public_key_file: Path | None = None
+    require_token: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -222,6 +224,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("fanout", "delivery strategy", _choice(*FANOUT_STRATEGIES), "STRATEGY"),
     Option("compression", "offer permessage-deflate", _bool, flag_action="store_true"),
     Option("shutdown_timeout", "seconds to finish work on SIGTERM", _float(0, 300), "SECONDS"),
+    Option("jwt_public_key_file", "PEM public key verifying RS256/ES256 tokens; when set, "
+           "/ws needs ?token=JWT", _optional(_path), "FILE"),
+    Option("require_token", "/ws needs ?token= (a JWT, or the API key) even without a JWT key",
+           _bool, flag_action="store_true"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -300,6 +306,10 @@ def _check_consistency(settings: Settings) -> None:
             f"max_text_bytes ({settings.max_text_bytes}) must not exceed "
             f"max_frame_bytes ({settings.max_frame_bytes})"
         )
+    if settings.require_token and not (settings.jwt_secret or settings.jwt_public_key_file
+                                       or settings.api_key):
+        raise ConfigError("require_token needs jwt_secret, jwt_public_key_file or api_key "
+                          "to check tokens with")
     if settings.plain_history > settings.history_page_max:
         raise ConfigError(
             f"plain_history ({settings.plain_history}) must not exceed "

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from hubbub.config import Settings
 from hubbub.hub import Hub
+from hubbub.server.auth import Auth
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
+AUTH = web.AppKey("auth", Auth)
