@@ -116,7 +116,6 @@ def parse_request(frame: str | bytes, limits: Limits) -> Request:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "frame must be a JSON object")
-    check_integers(frame)
     ref = _ref(obj)
     kind = obj.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
@@ -127,6 +126,7 @@ def parse_request(frame: str | bytes, limits: Limits) -> Request:
             ref,
         )
     try:
+        check_integers(frame)
         return parser(obj, ref, limits)
     except ProtocolError as exc:
         exc.ref = ref
