@@ -293,3 +293,20 @@ async def test_require_token_with_only_an_api_key(
         async with json_client(f"{srv.ws_url}?token={API_KEY}&nick=ops") as client:
             assert client.welcome["nick"] == "ops"
             await client.expect("nick", nick="ops2")  # the API key binds no identity
+
+
+async def test_python_client_refresh(server: ServerProcess) -> None:
+    from hubbub.client import HubbubError, connect
+
+    room = unique("client")
+    async with connect(server.ws_url, token=alice()) as client:
+        await client.join(room, "lobby")
+        left = await client.refresh(alice(rooms={"lobby": ["read", "publish"]}))
+        assert left == (room,) and set(client.rooms) == {"lobby"}
+        assert (await client.send("lobby", "still here")).offset >= 1
+        with pytest.raises(HubbubError) as refused:
+            await client.refresh(token({"sub": "someone-else", "nick": "alice"}))
+        assert refused.value.code == "forbidden"
+        with pytest.raises(HubbubError) as refused:
+            await client.set_nick("admin")
+        assert refused.value.code == "forbidden"

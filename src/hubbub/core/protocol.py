@@ -126,8 +126,9 @@ def parse_request(frame: str | bytes, limits: Limits) -> Request:
             ref,
         )
     try:
-        check_integers(frame)
-        return parser(obj, ref, limits)
+        request = parser(obj, ref, limits)
+        check_integers(frame)  # after the fields' own checks, which name the field
+        return request
     except ProtocolError as exc:
         exc.ref = ref
         raise

@@ -103,14 +103,14 @@ def _room(request: web.Request, action: Action) -> str:
     return room
 
 
-def _sender_nick(request: web.Request, given: object) -> str:
-    """The `from` of an HTTP publish: as given (API key), or the token's nickname."""
+def _sender_nick(request: web.Request, body: dict[str, Any]) -> str:
+    """The `from` of an HTTP publish: as given (API key, open API), or the token's nickname."""
     identity: Identity | None = request[IDENTITY]
     if identity is None:
-        return SERVER_NICK if given is None else p.validate_nick(given)
+        return p.validate_nick(body["from"]) if "from" in body else SERVER_NICK
     if identity.nick is None:
         raise forbidden("the token names no nickname (nick or sub) to publish as")
-    if given is not None and given != identity.nick:
+    if "from" in body and body["from"] != identity.nick:
         raise forbidden("from must be the token's nickname")
     return identity.nick
 
@@ -128,7 +128,7 @@ async def publish(request: web.Request) -> web.Response:
         raise p.ProtocolError(ErrorCode.BAD_JSON, "body must be a JSON object")
     p.check_integers(raw)
     text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
-    nick = _sender_nick(request, body.get("from"))
+    nick = _sender_nick(request, body)
     message = await hub.publish(room, text=text, data=data, nick=nick)
     return _ok({"room": room, "id": message.id, "offset": message.offset,
                 "epoch": message.epoch, "ts": message.ts}, status=201)
