@@ -271,7 +271,8 @@ class Hub:
                 await conn.send(p.reply("member_list", ref, room=room,
                                         members=self.members(room)))
             case p.Rooms(ref):
-                await conn.send(p.reply("room_list", ref, rooms=await self.room_list()))
+                await conn.send(p.reply("room_list", ref, rooms=grants.visible(
+                    conn.session, await self.room_list())))
             case p.Ping(ref):
                 await conn.send(p.reply("pong", ref))
             case p.Refresh():

@@ -163,6 +163,22 @@ async def test_rooms_claim_limits_the_http_api(server: ServerProcess) -> None:
     assert status == 401, body
 
 
+async def test_room_lists_show_only_granted_rooms(server: ServerProcess) -> None:
+    hidden, shown = unique("hidden"), unique("shown")
+    for room in (hidden, shown):
+        status, body = await http("POST", f"{server.url}/api/rooms/{room}/messages", API_KEY,
+                                  {"text": "x"})
+        assert status == 201, body
+    bearer = alice(rooms={shown: ["read"]})
+    async with json_client(f"{server.ws_url}?token={bearer}") as client:
+        names = {entry["room"] for entry in (await client.expect("rooms"))["rooms"]}
+        assert names == {shown}
+    status, body = await http("GET", f"{server.url}/api/rooms", bearer)
+    assert status == 200 and {entry["room"] for entry in body["rooms"]} == {shown}, body
+    status, body = await http("GET", f"{server.url}/api/rooms", API_KEY)
+    assert {hidden, shown} <= {entry["room"] for entry in body["rooms"]}
+
+
 async def test_plain_client_needs_read_in_the_lobby(server: ServerProcess) -> None:
     url = f"{server.ws_url}?token={alice(rooms={'elsewhere': ['read']})}"
     async with plain_client(url) as plain:

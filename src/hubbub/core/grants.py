@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from hubbub.core.codes import ErrorCode
 from hubbub.core.names import NICK_RULE, ROOM_RULE, clean_nick, clean_room
@@ -179,6 +180,18 @@ def check(session: Session | None, action: Action, rooms: Iterable[str]) -> None
     if session is not None:
         for room in rooms:
             session.allow(action, room)
+
+
+def visible(who: Session | Identity | None,
+            rooms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of a room list (`{"room": name, ...}`) for rooms the token allows any
+    action in: a token limited to some rooms does not learn the names of the others."""
+    identity = who.identity if isinstance(who, Session) else who
+    if identity is None or identity.grants.unrestricted:
+        return rooms
+    grants = identity.grants
+    return [entry for entry in rooms
+            if any(grants.allows(action, entry["room"]) for action in Action)]
 
 
 def check_nick(session: Session | None) -> None:

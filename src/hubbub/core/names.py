@@ -93,6 +93,10 @@ def _clean(value: object, max_chars: int) -> str | None:
     """The NFKC form of `value` if it can be a name at all (length, invisibles, scripts)."""
     if not isinstance(value, str) or len(value) > 4 * max_chars:
         return None
+    if value.isascii():
+        # The common case, on every publish: ASCII is its own NFKC form, holds no
+        # default-ignorable character and only Latin letters; controls fail the patterns.
+        return value if 0 < len(value) <= max_chars else None
     name = unicodedata.normalize("NFKC", value)
     if not 0 < len(name) <= max_chars or any(is_invisible(char) for char in name):
         return None

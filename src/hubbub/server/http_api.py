@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from hubbub.config import Settings
+from hubbub.core import grants
 from hubbub.core import protocol as p
 from hubbub.core.codes import ErrorCode
 from hubbub.core.grants import Action, Identity, forbidden
@@ -167,7 +168,7 @@ async def history(request: web.Request) -> web.Response:
 @routes.get("/api/rooms")
 async def rooms(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    return _ok({"rooms": await hub.room_list()})
+    return _ok({"rooms": grants.visible(request[IDENTITY], await hub.room_list())})
 
 
 @routes.get("/api/rooms/{room}/members")
