@@ -117,3 +117,15 @@ def test_an_exact_entry_decides_else_patterns_add_up(
         expected = any(action in actions for key, actions in claim.items()
                        if "*" in key and fnmatch.fnmatchcase(room, key))
     assert grants.allows(action, room) == expected
+
+
+@given(st.text(alphabet="ab*", min_size=1, max_size=8), st.text(alphabet="ab", max_size=10))
+def test_patterns_match_like_shell_globs(pattern: str, room: str) -> None:
+    grants = parse_grants({pattern + "*x": ["read"]})  # a "*" makes it a pattern
+    assert grants.allows(READ, room + "x") == fnmatch.fnmatchcase(room + "x", pattern + "*x")
+
+
+def test_many_stars_stay_fast_to_match() -> None:
+    grants = parse_grants({"*a" * 32: ["read"]})
+    assert not grants.allows(READ, "a" * 63 + "b")
+    assert grants.allows(READ, "a" * 64)

@@ -2,9 +2,10 @@
 
 A name is first normalised to Unicode NFKC (so fullwidth `\uff4c\uff4f\uff42\uff42\uff59` is
 `lobby` and a decomposed `e\u0301` is one character), then refused if it holds an invisible or
-default-ignorable character, mixes Latin, Cyrillic and Greek letters within one word
-(`\u0430dmin` with a Cyrillic `\u0430`), or,
-for nicknames, is the name the server itself publishes under (`server`, in any case).
+default-ignorable character, or mixes Latin, Cyrillic and Greek letters within one word
+(`\u0430dmin` with a Cyrillic `\u0430`); a nickname is also refused if it is the name the
+server itself publishes under (`server`, in any case). Names wholly in one script that look
+like a name in another (all-Cyrillic `\u0430\u0441\u0435` for `ace`) are not detected.
 """
 
 from __future__ import annotations
