@@ -57,6 +57,8 @@ class Settings:
     log_format: str = "text"
     loop_stall_warning_ms: float = 250.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    jwt_public_key_file: Path | None = None
+    require_token: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -237,6 +239,10 @@ OPTIONS: tuple[Option, ...] = (
            _choice("text", "json"), "FORMAT"),
     Option("loop_stall_warning_ms", "log a warning when the event loop stalls this long "
            "(0 = never)", _float(0, 600_000), "MS"),
+    Option("jwt_public_key_file", "PEM public key verifying RS256/ES256 tokens; when set, "
+           "/ws needs ?token=JWT", _optional(_path), "FILE"),
+    Option("require_token", "/ws needs ?token= (a JWT, or the API key) even without a JWT key",
+           _bool, flag_action="store_true"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -365,6 +371,10 @@ def _check_consistency(settings: Settings) -> None:
             f"max_text_bytes ({settings.max_text_bytes}) must not exceed "
             f"max_frame_bytes ({settings.max_frame_bytes})"
         )
+    if settings.require_token and not (settings.jwt_secret or settings.jwt_public_key_file
+                                       or settings.api_key):
+        raise ConfigError("require_token needs jwt_secret, jwt_public_key_file or api_key "
+                          "to check tokens with")
     if settings.plain_history > settings.history_page_max:
         raise ConfigError(
             f"plain_history ({settings.plain_history}) must not exceed "

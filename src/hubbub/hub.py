@@ -20,8 +20,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from hubbub.core import grants
 from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
+from hubbub.core.grants import Action, Session
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
@@ -82,7 +84,7 @@ class Connection:
     # One per connection, so no __dict__ and nothing made before it is needed: see "Idle
     # connections" in docs/performance.md.
     __slots__ = ("_in_flight", "hub", "id", "limiter", "nick", "outlet", "plain", "refusals",
-                 "rooms")
+                 "rooms", "session")
 
     def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, plain: bool) -> None:
         self.hub = hub
@@ -99,6 +101,8 @@ class Connection:
         self.refusals = 0
         # Made on the first pipelined publish: an empty deque costs 624 bytes.
         self._in_flight: deque[asyncio.Task[None]] | None = None
+        # Set by the server for a connection opened with a token: what it may do.
+        self.session: Session | None = None
 
     def member(self) -> dict[str, str]:
         return {"id": self.id, "nick": self.nick}
@@ -271,15 +275,20 @@ class Hub:
             case p.History():
                 await self._history(conn, request)
             case p.Members(room, ref):
+                grants.check(conn.session, Action.PRESENCE, (room,))
                 await conn.send(p.reply("member_list", ref, room=room,
                                         members=self.members(room)))
             case p.Rooms(ref):
-                await conn.send(p.reply("room_list", ref, rooms=await self.room_list()))
+                await conn.send(p.reply("room_list", ref, rooms=grants.visible(
+                    conn.session, await self.room_list())))
             case p.Ping(ref):
                 await conn.send(p.reply("pong", ref))
+            case p.Refresh():
+                await self.refresh(conn, request)
 
     async def publish_from(self, conn: Connection, room: str, text: str | None, data: Any,
                            ref: p.Ref | None) -> None:
+        grants.check(conn.session, Action.PUBLISH, (room,))
         if room not in conn.rooms:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
         # No await may come before the store's `append` here or in `publish`: pipelined
@@ -338,6 +347,7 @@ class Hub:
         `history` reads it) and every message above it is delivered after (so the member
         has it buffered, and then live). Nothing at or below the boundary is sent live.
         """
+        grants.check(conn.session, Action.READ, (spec.room for spec in request.rooms))
         new_rooms = {spec.room for spec in request.rooms}.difference(conn.rooms)
         if len(conn.rooms) + len(new_rooms) > self.limits.max_rooms:
             raise p.ProtocolError(
@@ -477,6 +487,7 @@ class Hub:
             self._announce(conn, room, "leave")
 
     async def set_nick(self, conn: Connection, nick: str) -> None:
+        grants.check_nick(conn.session)
         old = conn.nick
         conn.nick = nick
         if old != nick:
@@ -495,6 +506,20 @@ class Hub:
             # view, so messages after this event cannot be written ahead of it.
             self.delivery.fanout(others, Payload(data), (room_name, False))
 
+    async def refresh(self, conn: Connection, request: p.Refresh) -> None:
+        """Swap in a new token (same subject); rooms it no longer allows reading are left."""
+        if conn.session is None:
+            raise p.ProtocolError(ErrorCode.BAD_REQUEST,
+                                  "this connection was not opened with a token")
+        identity = conn.session.refresh(request.token)
+        left = [room for room in conn.rooms if not identity.grants.allows(Action.READ, room)]
+        for room in left:
+            await self._leave(conn, room)
+        expires: float | None = identity.expires
+        if expires is not None and expires.is_integer():
+            expires = int(expires)  # as the token had it: `exp` is whole seconds
+        await conn.send(p.reply("refreshed", request.ref, expires=expires, left=left))
+
     def members(self, room_name: str, including: Connection | None = None) -> list[dict[str, str]]:
         room: Room[Connection, Message] | None = self.rooms.get(room_name)
         members = [] if room is None else [c.member() for c in room.live_members()]
@@ -512,6 +537,7 @@ class Hub:
         ]
 
     async def _history(self, conn: Connection, request: p.History) -> None:
+        grants.check(conn.session, Action.READ, (request.room,))
         page = await self.store.read(request.room, after=request.after, before=request.before,
                                      limit=request.limit)
         if page is None:

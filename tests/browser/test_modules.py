@@ -16,6 +16,8 @@ NAMES = [
     "has space", "tab\there", "new\nline", "emoji😀", "slash/", "dollar$", "e\u0301",
     "Robert B.", "O'Neil", "two  spaces", " lead", "trail ", "x" * 32, "x" * 33,
     "\u00bd", "\u2167", "a_b-c.d'e", "zero\u200bwidth", "<b>", "null\x00",
+    "\u0430dmin", "\u3164", "a\uffa0", "server", "SERVER", "\uff4c\uff4f\uff42\uff42\uff59",
+    "\u0418\u0432\u0430\u043d Smith", "\u03bfk", "soft\u00adhyphen",
 ]
 
 

@@ -101,7 +101,7 @@ async def test_jwt_required(jwt_server: ServerProcess, protocols: tuple[str, ...
     "not-a-jwt",
     token({"nick": "x"}, secret="another-secret-0123456789abcdefghij"),
     token({"nick": "x"}, algorithm="HS512"),
-    jwt.encode({"nick": "x"}, None, algorithm="none"),
+    jwt.encode({"nick": "x"}, "", algorithm="none"),
     token({"nick": "x", "exp": int(time.time()) - 60}),
     token({"nick": "x", "nbf": int(time.time()) + 3600}),
 ])
@@ -123,8 +123,11 @@ async def test_token_nick_wins_over_query_nick(jwt_server: ServerProcess) -> Non
         assert client.welcome["nick"] == "fromtoken"
 
 
-async def test_token_without_nick_gets_guest_name(jwt_server: ServerProcess) -> None:
+async def test_token_without_nick_is_its_subject_or_a_guest(jwt_server: ServerProcess) -> None:
     async with json_client(f"{jwt_server.ws_url}?token={token({'sub': '1'})}") as client:
+        assert client.welcome["nick"] == "1"
+    # A subject that is no valid nickname ("@" is not allowed) gives a guest name.
+    async with json_client(f"{jwt_server.ws_url}?token={token({'sub': 'u@1'})}") as client:
         assert client.welcome["nick"].startswith("guest-")
 
 

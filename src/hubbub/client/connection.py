@@ -313,6 +313,21 @@ class Client:
         confirmed: str = await self._request({"type": "nick", "nick": nick}, self._apply_nick)
         return confirmed
 
+    async def refresh(self, token: str) -> tuple[str, ...]:
+        """Replace the connection's token without reconnecting (same subject and nickname);
+        later reconnections use it too. Returns the rooms left because the new token does
+        not allow reading them. Raises `HubbubError` (`forbidden`) if it is refused."""
+
+        async def apply(obj: dict[str, Any]) -> tuple[str, ...]:
+            left = tuple(str(room) for room in wire.field(obj, "left", list))
+            for room in left:
+                self._rooms.pop(room, None)
+            self._token = token
+            return left
+
+        result: tuple[str, ...] = await self._request({"type": "refresh", "token": token}, apply)
+        return result
+
     async def members(self, room: str) -> tuple[Member, ...]:
         """Ask the server for a room's members (`presence()` answers from local state)."""
 

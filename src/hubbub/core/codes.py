@@ -22,6 +22,7 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_ROOMS = "too_many_rooms"
     ROOM_NOT_FOUND = "room_not_found"
     RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 

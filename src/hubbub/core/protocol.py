@@ -6,6 +6,8 @@ in `tests/core/test_protocol_properties.py` hold it to that.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,7 @@ import orjson
 
 from hubbub.core.codes import ErrorCode
 from hubbub.core.limits import MAX_DATA_DEPTH, Limits
-from hubbub.core.names import NICK_RULE, ROOM_RULE, is_valid_nick, is_valid_room
+from hubbub.core.names import NICK_RULE, ROOM_RULE, clean_nick, clean_room
 
 SUBPROTOCOL = "hubbub.v1"
 MAX_REF_CHARS = 64
@@ -97,7 +99,13 @@ class Ping:
     ref: Ref | None = None
 
 
-Request = Nick | Join | Leave | Publish | History | Members | Rooms | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    token: str
+    ref: Ref | None = None
+
+
+Request = Nick | Join | Leave | Publish | History | Members | Rooms | Ping | Refresh
 
 
 def parse_request(frame: str | bytes, limits: Limits) -> Request:
@@ -118,10 +126,61 @@ def parse_request(frame: str | bytes, limits: Limits) -> Request:
             ref,
         )
     try:
-        return parser(obj, ref, limits)
+        request = parser(obj, ref, limits)
+        check_integers(frame)  # after the fields' own checks, which name the field
+        return request
     except ProtocolError as exc:
         exc.ref = ref
         raise
+
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+"""The integers a frame may hold: what orjson parses and encodes exactly. orjson turns
+integer literals beyond them into floats, so they are refused instead (see `check_integers`)."""
+
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
+class _IntegerOutOfRange(Exception):
+    pass
+
+
+def _exact_int(literal: str) -> int:
+    try:
+        value = int(literal)
+    except ValueError:  # more digits than Python converts (sys.int_info.str_digits_check_threshold)
+        raise _IntegerOutOfRange from None
+    if not INT_MIN <= value <= INT_MAX:
+        raise _IntegerOutOfRange
+    return value
+
+
+def check_integers(frame: str | bytes) -> None:
+    """Refuse a JSON text (already parsed by orjson) holding an integer beyond 64 bits.
+
+    orjson would have parsed it as a float, silently changing the number. Refused rather
+    than kept: keeping it would take the standard library's `json` (several times slower)
+    on every path a message takes (parse, store, live frame, replay, history page), since
+    orjson can neither parse nor encode it, and browsers lose it anyway. Only a text with a
+    run of 19 digits can hold one, so the slower parser, which reports every integer
+    literal, runs only for those; the hot path pays one regex scan.
+    """
+    if isinstance(frame, bytes):
+        if _LONG_DIGITS_BYTES.search(frame) is None:
+            return
+    elif _LONG_DIGITS.search(frame) is None:
+        return
+    try:
+        json.loads(frame, parse_int=_exact_int)
+    except _IntegerOutOfRange:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"integers must be from {INT_MIN} to {INT_MAX}; send larger ones as strings",
+        ) from None
+    except (ValueError, RecursionError):
+        pass  # orjson accepted it; the standard library is stricter about some texts
 
 
 def peek_ref(frame: str | bytes) -> Ref | None:
@@ -149,17 +208,19 @@ def _ref(obj: Mapping[str, Any]) -> Ref | None:
 def _room(value: object, field: str = "room") -> str:
     if not isinstance(value, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a string")
-    if not is_valid_room(value):
+    room = clean_room(value)
+    if room is None:
         raise ProtocolError(ErrorCode.INVALID_ROOM, ROOM_RULE)
-    return value
+    return room
 
 
 def validate_nick(value: object) -> str:
     if not isinstance(value, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "nick must be a string")
-    if not is_valid_nick(value):
+    nick = clean_nick(value)
+    if nick is None:
         raise ProtocolError(ErrorCode.INVALID_NICK, NICK_RULE)
-    return value
+    return nick
 
 
 def _offset(value: object, field: str) -> int:
@@ -305,6 +366,13 @@ def _parse_ping(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Ping
     return Ping(ref)
 
 
+def _parse_refresh(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Refresh:
+    token = obj.get("token")
+    if not isinstance(token, str) or not token or len(token) > limits.max_text_bytes:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "token must be a non-empty string")
+    return Refresh(token, ref)
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any], Ref | None, Limits], Request]] = {
     "nick": _parse_nick,
     "join": _parse_join,
@@ -314,6 +382,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], Ref | None, Limits], Request]] 
     "members": _parse_members,
     "rooms": _parse_rooms,
     "ping": _parse_ping,
+    "refresh": _parse_refresh,
 }
 
 

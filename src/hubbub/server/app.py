@@ -16,6 +16,7 @@ from hubbub.core.store import MessageStore
 from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
+from hubbub.server.auth import Auth
 from hubbub.server.heartbeat import heartbeat
 from hubbub.server.metrics import Metrics
 from hubbub.server.websocket import socket_of, websocket_handler
@@ -35,7 +36,7 @@ READY = web.AppKey("ready", bool)
 RETENTION = web.AppKey("retention", asyncio.Task[None])
 
 
-def make_app(settings: Settings, store: MessageStore) -> web.Application:
+def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) -> web.Application:
     hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits)
     app = web.Application(
         middlewares=[http_api.api_guard],
@@ -45,6 +46,7 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
     app[keys.METRICS] = Metrics(hub)
+    app[keys.AUTH] = auth or Auth(settings)
     app[RUNNING] = True
     app[READY] = False
     app.router.add_get("/ws", websocket_handler)

@@ -9,13 +9,15 @@ import orjson
 from aiohttp import web
 
 from hubbub.config import Settings
+from hubbub.core import grants
 from hubbub.core import protocol as p
 from hubbub.core.codes import ErrorCode
-from hubbub.core.names import ROOM_RULE, is_valid_room
+from hubbub.core.grants import Action, Identity, forbidden
+from hubbub.core.names import ROOM_RULE, SERVER_NICK, clean_room
 from hubbub.core.store import StoreError
 from hubbub.hub import Hub
 from hubbub.server import keys
-from hubbub.server.security import bearer_ok
+from hubbub.server.security import TokenError
 
 routes = web.RouteTableDef()
 
@@ -26,6 +28,7 @@ _STATUS = {
     ErrorCode.INVALID_NICK: 400,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.ROOM_NOT_FOUND: 404,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNAVAILABLE: 503,
 }
 
@@ -64,8 +67,10 @@ def api_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamRespons
 
 async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     settings: Settings = request.app[keys.SETTINGS]
-    if not bearer_ok(request, settings.api_key):
-        return error_response(401, "unauthorized", "a valid API key is required",
+    try:
+        request[IDENTITY] = request.app[keys.AUTH].http_identity(request)
+    except TokenError as exc:
+        return error_response(401, "unauthorized", str(exc),
                               **{"WWW-Authenticate": 'Bearer realm="hubbub"'})
     try:
         response: web.StreamResponse = await handler(request)
@@ -85,17 +90,37 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-def _room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not is_valid_room(room):
+IDENTITY = "hubbub.identity"
+"""The request's `Identity` (None: the API key, or an open API), set by `api_guard`."""
+
+
+def _room(request: web.Request, action: Action) -> str:
+    """The room of the path, if the request's credentials allow `action` in it."""
+    room = clean_room(request.match_info["room"])
+    if room is None:
         raise p.ProtocolError(ErrorCode.INVALID_ROOM, ROOM_RULE)
+    identity: Identity | None = request[IDENTITY]
+    if identity is not None and not identity.grants.allows(action, room):
+        raise forbidden(f"the token does not allow {action} in {room!r}")
     return room
+
+
+def _sender_nick(request: web.Request, body: dict[str, Any]) -> str:
+    """The `from` of an HTTP publish: as given (API key, open API), or the token's nickname."""
+    identity: Identity | None = request[IDENTITY]
+    if identity is None:
+        return p.validate_nick(body["from"]) if "from" in body else SERVER_NICK
+    if identity.nick is None:
+        raise forbidden("the token names no nickname (nick or sub) to publish as")
+    if "from" in body and body["from"] != identity.nick:
+        raise forbidden("from must be the token's nickname")
+    return identity.nick
 
 
 @routes.post("/api/rooms/{room}/messages")
 async def publish(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    room = _room(request)
+    room = _room(request, Action.PUBLISH)
     raw = await request.read()
     request.app[keys.METRICS].http_publish(raw)
     try:
@@ -104,9 +129,9 @@ async def publish(request: web.Request) -> web.Response:
         raise p.ProtocolError(ErrorCode.BAD_JSON, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise p.ProtocolError(ErrorCode.BAD_JSON, "body must be a JSON object")
+    p.check_integers(raw)
     text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
-    nick = body.get("from", "server")
-    nick = p.validate_nick(nick)
+    nick = _sender_nick(request, body)
     message = await hub.publish(room, text=text, data=data, nick=nick)
     return _ok({"room": room, "id": message.id, "offset": message.offset,
                 "epoch": message.epoch, "ts": message.ts}, status=201)
@@ -130,7 +155,7 @@ def _query_int(request: web.Request, name: str, default: int | None,
 @routes.get("/api/rooms/{room}/messages")
 async def history(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    room = _room(request)
+    room = _room(request, Action.READ)
     limit = _query_int(request, "limit", p.DEFAULT_HISTORY_LIMIT, 1, hub.limits.history_page_max)
     assert limit is not None
     after = _query_int(request, "after", None, 0, 2**63 - 1)
@@ -145,11 +170,11 @@ async def history(request: web.Request) -> web.Response:
 @routes.get("/api/rooms")
 async def rooms(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    return _ok({"rooms": await hub.room_list()})
+    return _ok({"rooms": grants.visible(request[IDENTITY], await hub.room_list())})
 
 
 @routes.get("/api/rooms/{room}/members")
 async def members(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    room = _room(request)
+    room = _room(request, Action.PRESENCE)
     return _ok({"room": room, "members": hub.members(room)})

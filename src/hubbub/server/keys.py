@@ -6,8 +6,10 @@ from aiohttp import web
 
 from hubbub.config import Settings
 from hubbub.hub import Hub
+from hubbub.server.auth import Auth
 from hubbub.server.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", Auth)

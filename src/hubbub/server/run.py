@@ -20,6 +20,7 @@ from hubbub.config import Settings, describe
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.store import MessageStore, StoreOpenError
 from hubbub.server.app import make_app
+from hubbub.server.auth import Auth
 
 log = logging.getLogger("hubbub")
 
@@ -140,6 +141,11 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_task_exception)
     log.debug("settings: %s", describe(settings))
+    try:
+        auth = Auth(settings)
+    except ValueError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
     store = make_store(settings)
     try:
         await store.open()
@@ -147,7 +153,7 @@ async def _serve(settings: Settings) -> int:
         print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
         return 1
     print(where_data_lives(settings), flush=True)
-    runner = web.AppRunner(make_app(settings, store), handle_signals=False,
+    runner = web.AppRunner(make_app(settings, store, auth), handle_signals=False,
                            shutdown_timeout=settings.shutdown_timeout, access_log=None)
     try:
         await runner.setup()

@@ -13,11 +13,12 @@ from hubbub import __version__
 from hubbub.config import Settings
 from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
-from hubbub.core.names import NICK_RULE, guest_name, is_valid_nick
+from hubbub.core.grants import Identity, Session
+from hubbub.core.names import NICK_RULE, clean_nick, guest_name
 from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import LOBBY, Connection, Hub
 from hubbub.server import keys
-from hubbub.server.security import TokenError, decode_token, origin_allowed
+from hubbub.server.security import TokenError, origin_allowed
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.ws")
@@ -115,7 +116,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     settings: Settings = request.app[keys.SETTINGS]
     hub: Hub = request.app[keys.HUB]
     metrics = request.app[keys.METRICS]
-    nick, expires = _admit(request, settings)
+    nick, session = _admit(request, settings)
     ws = web.WebSocketResponse(
         protocols=PROTOCOLS,
         # Pings and pongs are ours (`heartbeat.py`): one timer for every connection instead
@@ -131,7 +132,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
                        plain=plain)
     metrics.opened += 1
-    expiry = _schedule_expiry(ws, expires)
+    conn.session = session
+    expiry = _Expiry(ws, session) if session is not None else None
     log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
               conn.nick)
     try:
@@ -175,34 +177,38 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float | None]:
-    """The checks before the handshake: (the nick asked for, the token's expiry), or an
-    HTTP error."""
+def _admit(request: web.Request, settings: Settings) -> tuple[str | None, Session | None]:
+    """The checks before the handshake: (the nick, what the token allows), or an HTTP
+    error. A connection opened with a token has the token's nick (see `core.grants`)."""
     if not origin_allowed(request, settings.allowed_origins):
         log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed\n")
     # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
     # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.
     query = request.rel_url.query
-    nick = query.get("nick")
-    if nick is not None and not is_valid_nick(nick):
+    asked = query.get("nick")
+    nick = None if asked is None else clean_nick(asked)
+    if asked is not None and nick is None:
         raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
-    if not settings.jwt_secret:
-        return nick, None
     try:
-        claims = decode_token(query.get("token"), settings.jwt_secret)
+        session = request.app[keys.AUTH].ws_session(query.get("token"))
     except TokenError as exc:
+        log.info("refused WebSocket: %s", exc)
         raise web.HTTPUnauthorized(text=f"{exc}\n") from None
-    claimed = claims.get("nick")
-    if isinstance(claimed, str) and is_valid_nick(claimed):
-        nick = claimed
-    exp = claims.get("exp")
-    return nick, float(exp) if isinstance(exp, int | float) else None
+    if session is not None:
+        nick = session.identity.nick or guest_name()
+    return nick, session
 
 
 async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
     if conn.plain:
-        await hub.join(conn, p.Join((p.JoinSpec(LOBBY, history=settings.plain_history or None),)))
+        try:
+            await hub.join(conn, p.Join((p.JoinSpec(LOBBY,
+                                                    history=settings.plain_history or None),)))
+        except p.ProtocolError as exc:  # the token does not allow reading the lobby
+            log.info("connection %s: %s", conn.id, exc.reason)
+            await socket_of(conn).ws.close(code=CloseCode.UNAUTHORIZED,
+                                           message=exc.reason.encode()[:120])
         return
     await conn.send(p.encode({
         "type": "welcome", "protocol": p.SUBPROTOCOL, "server": f"hubbub/{__version__}",
@@ -211,15 +217,42 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
     }))
 
 
-def _schedule_expiry(ws: web.WebSocketResponse, expires: float | None) -> asyncio.Handle | None:
-    if expires is None:
-        return None
-    delay = max(expires - time.time(), 0.0)
+class _Expiry:
+    """Closes the connection with 4001 when its token's `exp` passes; a `refresh` moves
+    the deadline."""
 
-    def close() -> None:
-        spawn(ws.close(code=CloseCode.UNAUTHORIZED, message=b"token expired"), "token-expiry")
+    __slots__ = ("handle", "session", "ws")
 
-    return asyncio.get_running_loop().call_later(delay, close)
+    def __init__(self, ws: web.WebSocketResponse, session: Session) -> None:
+        self.ws = ws
+        self.session = session
+        self.handle: asyncio.TimerHandle | None = None
+        session.on_refresh = self._refreshed
+        self._arm()
+
+    def _refreshed(self, identity: Identity) -> None:
+        self.cancel()
+        self._arm()
+
+    def _arm(self) -> None:
+        expires = self.session.identity.expires
+        if expires is None:
+            self.handle = None
+            return
+        delay = max(expires - time.time(), 0.0)
+        self.handle = asyncio.get_running_loop().call_later(delay, self._due)
+
+    def _due(self) -> None:
+        expires = self.session.identity.expires
+        if expires is not None and expires <= time.time():
+            spawn(self.ws.close(code=CloseCode.UNAUTHORIZED, message=b"token expired"),
+                  "token-expiry")
+        else:
+            self._arm()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def _seconds(value: float) -> int | float:

@@ -1,0 +1,61 @@
+"""Who a WebSocket connection or an HTTP API request is, and so what it may do.
+
+The credentials are the API key (everything allowed) and connection tokens (JWTs, verified
+by `security.TokenVerifier`, their claims read by `hubbub.core.grants`). One `Auth` per
+application, made from the settings at start-up.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hubbub.config import Settings
+from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
+from hubbub.server.security import TokenError, bearer_token, key_matches, load_verifier
+
+
+class Auth:
+    def __init__(self, settings: Settings) -> None:
+        """Raises `ValueError` when the public key file cannot be used."""
+        self.verifier = load_verifier(settings.jwt_secret, settings.jwt_public_key_file)
+        self.api_key = settings.api_key
+        self.token_required = self.verifier is not None or settings.require_token
+
+    def identity(self, token: str) -> Identity:
+        """The identity a JWT carries, or `TokenError` saying why it is refused."""
+        if self.verifier is None:
+            raise TokenError("invalid token: this server has no key to verify JWTs with")
+        claims = self.verifier.decode(token)
+        try:
+            return identity_from_claims(claims)
+        except GrantError as exc:
+            raise TokenError(f"invalid token: {exc}") from None
+
+    def ws_session(self, token: str | None) -> Session | None:
+        """The session of a `/ws` connection with `?token=`: None when it may do anything
+        (no token needed, or the API key given as the token). `TokenError` refuses it."""
+        if not self.token_required:
+            return None
+        if not token:
+            raise TokenError("a token is required (?token=...)")
+        if self.api_key and key_matches(token, self.api_key):
+            return None
+        return Session(self.identity(token), self._verify_refresh)
+
+    def _verify_refresh(self, token: str) -> Identity:
+        try:
+            return self.identity(token)
+        except TokenError as exc:
+            raise forbidden(str(exc)) from None
+
+    def http_identity(self, request: web.Request) -> Identity | None:
+        """The identity of an HTTP API request (`Authorization: Bearer <API key or JWT>`):
+        None when it may do anything. `TokenError` refuses it (401)."""
+        token = bearer_token(request)
+        if self.api_key and token is not None and key_matches(token, self.api_key):
+            return None
+        if self.verifier is not None and token is not None:
+            return self.identity(token)
+        if self.api_key:
+            raise TokenError("a valid API key is required")
+        return None
