@@ -19,6 +19,7 @@ from hubbub.core.store import MessageStore
 from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
+from hubbub.server.guard import GUARD, Guard, request_guard
 from hubbub.server.heartbeat import heartbeat
 from hubbub.server.websocket import socket_of, websocket_handler
 
@@ -38,13 +39,14 @@ RETENTION = web.AppKey("retention", asyncio.Task[None])
 def make_app(settings: Settings, store: MessageStore) -> web.Application:
     hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits)
     app = web.Application(
-        middlewares=[http_api.api_guard],
+        middlewares=[request_guard, http_api.api_guard],
         # HTTP bodies are bounded like WebSocket frames: a publish is one message either way.
         client_max_size=settings.max_frame_bytes,
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
     app[RUNNING] = True
+    guard = app[GUARD] = Guard(settings)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -55,6 +57,7 @@ def make_app(settings: Settings, store: MessageStore) -> web.Application:
     app.on_shutdown.append(close_websockets)
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(heartbeat)
+    app.cleanup_ctx.append(guard.running)
     return app
 
 

@@ -14,7 +14,10 @@ from aiohttp import web
 from hubbub.config import Settings, describe
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.store import MessageStore, StoreOpenError
+from hubbub.server import logs
 from hubbub.server.app import make_app
+from hubbub.server.guard import GUARD, raise_descriptor_limit
+from hubbub.server.security import is_loopback
 
 log = logging.getLogger("hubbub")
 
@@ -46,6 +49,7 @@ def configure_logging(settings: Settings) -> None:
     if not settings.dev:
         # aiohttp logs every request at INFO; that is noise for a chat server.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logs.install()
 
 
 def serve(settings: Settings) -> int:
@@ -71,16 +75,30 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_task_exception)
     log.debug("settings: %s", describe(settings))
+    before, after = raise_descriptor_limit()
+    if after > before:
+        log.info("open-file limit raised from %d to %d (the hard limit)", before, after)
+    else:
+        log.info("open-file limit is %d", after)
     store = make_store(settings)
     try:
         await store.open()
     except StoreOpenError as exc:
         print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
         return 1
-    runner = web.AppRunner(make_app(settings, store), handle_signals=False,
-                           shutdown_timeout=settings.shutdown_timeout, access_log=None)
+    app = make_app(settings, store)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout,
+                           access_log=None, keepalive_timeout=settings.keepalive_timeout)
     try:
         await runner.setup()
+        assert runner.server is not None
+        guard = app[GUARD]
+        guard.install(runner.server)
+        if guard.max_connections != settings.max_connections:
+            log.info("max_connections is %d, to fit the open-file limit", guard.max_connections)
+        if settings.api_key is None and not is_loopback(settings.host):
+            log.warning("no api_key while listening on %s: HTTP API publishes are refused "
+                        "(403 api_key_required) until one is set", settings.host)
         site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()

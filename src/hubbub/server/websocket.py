@@ -14,10 +14,13 @@ from hubbub.config import Settings
 from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.names import NICK_RULE, guest_name, is_valid_nick
+from hubbub.core.ratelimit import TokenBucket
 from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import LOBBY, Connection, Hub
 from hubbub.server import keys
-from hubbub.server.security import TokenError, decode_token, origin_allowed
+from hubbub.server.guard import GUARD
+from hubbub.server.logs import client_line
+from hubbub.server.security import BadHeader, TokenError, decode_token, origin_allowed
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.ws")
@@ -131,6 +134,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
                        plain=plain)
     expiry = _schedule_expiry(ws, expires)
+    # Made on the first ping only: most clients never send one, and a local of this frame
+    # costs nothing until it is set.
+    pings: TokenBucket | None = None
     log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
               conn.nick)
     try:
@@ -145,6 +151,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 if msg.type == WSMsgType.TEXT:
                     await conn.handle_text(msg.data)
                 elif msg.type == WSMsgType.PING:
+                    if pings is None:
+                        pings = TokenBucket(settings.ping_rate_per_second,
+                                            settings.ping_rate_burst, socket.seen)
+                    if pings.take(socket.seen):
+                        await _too_many_pings(request, ws, conn)
+                        break
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     if plain:
@@ -160,6 +172,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             # Publishes read before the close are still stored and delivered to the room
             # before the connection leaves it.
             await conn.settle()
+    except ConnectionError as exc:  # the client reset the connection: ordinary, one line
+        client_line(log, logging.INFO, "reset", "connection %s lost: %s", conn.id, exc)
     except Exception:
         log.exception("connection %s failed", conn.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
@@ -171,11 +185,26 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _too_many_pings(request: web.Request, ws: web.WebSocketResponse,
+                          conn: Connection) -> None:
+    settings: Settings = request.app[keys.SETTINGS]
+    request.app[GUARD].ping_rate_closes += 1
+    client_line(log, logging.INFO, "pings",
+                "connection %s closed with 4029: over %g pings per second (ping_rate_per_second)",
+                conn.id, settings.ping_rate_per_second)
+    await ws.close(code=CloseCode.RATE_LIMITED, message=b"too many pings")
+
+
 def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float | None]:
     """The checks before the handshake: (the nick asked for, the token's expiry), or an
     HTTP error."""
-    if not origin_allowed(request, settings.allowed_origins):
-        log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
+    try:
+        allowed = origin_allowed(request, settings.allowed_origins)
+    except BadHeader as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+    if not allowed:
+        client_line(log, logging.WARNING, "origin", "refused WebSocket from origin %s",
+                    request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed\n")
     # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
     # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.
