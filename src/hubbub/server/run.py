@@ -75,11 +75,8 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_task_exception)
     log.debug("settings: %s", describe(settings))
-    before, after = raise_descriptor_limit()
-    if after > before:
-        log.info("open-file limit raised from %d to %d (the hard limit)", before, after)
-    else:
-        log.info("open-file limit is %d", after)
+    # Before anything opens a descriptor; logged once listening (a failed start is one line).
+    files_before, files_after = raise_descriptor_limit()
     store = make_store(settings)
     try:
         await store.open()
@@ -94,11 +91,6 @@ async def _serve(settings: Settings) -> int:
         assert runner.server is not None
         guard = app[GUARD]
         guard.install(runner.server)
-        if guard.max_connections != settings.max_connections:
-            log.info("max_connections is %d, to fit the open-file limit", guard.max_connections)
-        if settings.api_key is None and not is_loopback(settings.host):
-            log.warning("no api_key while listening on %s: HTTP API publishes are refused "
-                        "(403 api_key_required) until one is set", settings.host)
         site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
@@ -110,6 +102,16 @@ async def _serve(settings: Settings) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"hubbub serving on http://{shown}:{port} ({settings.store} store, "
               f"{settings.fanout} fan-out)", flush=True)
+        if files_after > files_before:
+            log.info("open-file limit raised from %d to %d (the hard limit)",
+                     files_before, files_after)
+        else:
+            log.info("open-file limit is %d (the hard limit)", files_after)
+        if guard.max_connections != settings.max_connections:
+            log.info("max_connections is %d, to fit the open-file limit", guard.max_connections)
+        if settings.api_key is None and not is_loopback(settings.host):
+            log.warning("no api_key while listening on %s: HTTP API publishes are refused "
+                        "(403 api_key_required) until one is set", settings.host)
         if loop.get_debug():
             log.info("asyncio debug mode is on")
         stop = asyncio.Event()
