@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hubbub.server.security import allowed_hosts, is_loopback
 from support.rawws import OP_PING, OP_PONG, RawWebSocket, frame
 from support.server import ServerProcess, running
 from support.wsclient import TIMEOUT, http_get_json, unique
@@ -411,3 +412,23 @@ def test_read_only_database_files_are_named(tmp_path: Path) -> None:
         assert "directory" not in message.split("read-only", 1)[0].split("\n")[-1], message
     finally:
         subprocess.run(undo, check=True)
+
+
+# --- the rules behind the defaults (no server can be bound off loopback in the tests) -------
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LOCALHOST", True), ("0.0.0.0", False), ("::", False),
+    ("192.0.2.7", False), ("chat.example.com", False)])
+def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_allowed_hosts_defaults() -> None:
+    assert allowed_hosts("127.0.0.1", ()) == ("localhost", "127.0.0.1", "[::1]")
+    assert allowed_hosts("::1", ()) == ("localhost", "127.0.0.1", "[::1]")
+    assert allowed_hosts("127.0.0.5", ()) == ("localhost", "127.0.0.1", "[::1]", "127.0.0.5")
+    assert allowed_hosts("0.0.0.0", ()) == ("*",)
+    assert allowed_hosts("0.0.0.0", ("chat.example",)) == (
+        "chat.example", "localhost", "127.0.0.1", "[::1]")
+    assert allowed_hosts("127.0.0.1", ("*",)) == ("*",)

@@ -203,6 +203,7 @@ def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float 
     except BadHeader as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
     if not allowed:
+        request.app[GUARD].refused_origin += 1
         client_line(log, logging.WARNING, "origin", "refused WebSocket from origin %s",
                     request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed\n")
