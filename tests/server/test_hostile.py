@@ -308,6 +308,11 @@ async def test_a_ping_flood_is_closed_with_4029(tmp_path_factory: pytest.TempPat
             await flood.send(b"".join(frame(OP_PING, b"x") for _ in range(200)))
             closed = await flood.read_until_close()
             assert closed is not None and closed.close_code == 4029, closed
+            pongs = await RawWebSocket.connect(limited.port)  # unsolicited pongs count too
+            await pongs.send(b"".join(frame(OP_PONG, b"x") for _ in range(200)))
+            closed = await pongs.read_until_close()
+            await pongs.close()
+            assert closed is not None and closed.close_code == 4029, closed
             await asyncio.sleep(1.1)  # one more token for the polite client
             await polite.send(frame(OP_PING, b"later"))
             got = await polite.read_frame()

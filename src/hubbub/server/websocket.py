@@ -31,6 +31,8 @@ PROTOCOLS = (p.SUBPROTOCOL,)
 PING_FRAME = b"\x89\x00"
 """An unmasked, empty ping: FIN + opcode 9, no payload."""
 
+_CONTROL = frozenset({WSMsgType.PING, WSMsgType.PONG})
+
 SLOW_CLOSE_GRACE = 1.0
 """Seconds a too-slow client's close frame may take before the connection is aborted."""
 
@@ -150,14 +152,17 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 socket.seen = time.monotonic()
                 if msg.type == WSMsgType.TEXT:
                     await conn.handle_text(msg.data)
-                elif msg.type == WSMsgType.PING:
+                elif msg.type in _CONTROL:
+                    # Pings, and pongs nobody asked for (one per heartbeat was), share a
+                    # bucket: a flood of either costs the loop the same.
                     if pings is None:
                         pings = TokenBucket(settings.ping_rate_per_second,
                                             settings.ping_rate_burst, socket.seen)
                     if pings.take(socket.seen):
                         await _too_many_pings(request, ws, conn)
                         break
-                    await ws.pong(msg.data)
+                    if msg.type == WSMsgType.PING:
+                        await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     if plain:
                         await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
