@@ -99,10 +99,13 @@ class AiohttpSocket:
         spawn(self._close_slow(), "close-too-slow")
 
     async def _close_slow(self) -> None:
+        await self.close_or_abort(CloseCode.TOO_SLOW, b"too slow")
+
+    async def close_or_abort(self, code: int, message: bytes) -> None:
+        """Close with `code`; abort the connection if that takes over `SLOW_CLOSE_GRACE`
+        (a client that does not read, or floods, would keep the close waiting)."""
         try:
-            await asyncio.wait_for(
-                self.ws.close(code=CloseCode.TOO_SLOW, message=b"too slow"), SLOW_CLOSE_GRACE
-            )
+            await asyncio.wait_for(self.ws.close(code=code, message=message), SLOW_CLOSE_GRACE)
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -159,7 +162,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                         pings = TokenBucket(settings.ping_rate_per_second,
                                             settings.ping_rate_burst, socket.seen)
                     if pings.take(socket.seen):
-                        await _too_many_pings(request, ws, conn)
+                        await _too_many_pings(request, socket, conn)
                         break
                     if msg.type == WSMsgType.PING:
                         await ws.pong(msg.data)
@@ -190,14 +193,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _too_many_pings(request: web.Request, ws: web.WebSocketResponse,
+async def _too_many_pings(request: web.Request, socket: AiohttpSocket,
                           conn: Connection) -> None:
     settings: Settings = request.app[keys.SETTINGS]
     request.app[GUARD].ping_rate_closes += 1
     client_line(log, logging.INFO, "pings",
                 "connection %s closed with 4029: over %g pings per second (ping_rate_per_second)",
                 conn.id, settings.ping_rate_per_second)
-    await ws.close(code=CloseCode.RATE_LIMITED, message=b"too many pings")
+    await socket.close_or_abort(CloseCode.RATE_LIMITED, b"too many pings")
 
 
 def _admit(request: web.Request, settings: Settings) -> tuple[str | None, float | None]:
