@@ -70,6 +70,10 @@ def test_lists_and_switches_from_the_environment() -> None:
         (["--plain-history", "500"], {}, "plain_history (500) must not exceed"),
         (["--log-format", "xml"], {}, "log_format must be one of text, json"),
         ([], {"HUBBUB_LOOP_STALL_WARNING_MS": "soon"}, "loop_stall_warning_ms must be a number"),
+        (["--allowed-host", "http://a.example"], {}, "is not a host name"),
+        ([], {"HUBBUB_ALLOWED_HOSTS": "ok.example,bad host"}, "'bad host' is not a host name"),
+        (["--header-timeout", "0"], {}, "header_timeout must be a number from 0.1"),
+        (["--ping-rate-burst", "0"], {}, "ping_rate_burst must be from 1"),
     ],
 )
 def test_bad_values_are_named_with_their_source(argv: list[str], environ: dict[str, str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,17 @@ class Settings:
     shutdown_timeout: float = 5.0
     log_format: str = "text"
     loop_stall_warning_ms: float = 250.0
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    max_connections: int | None = 50_000
+    max_connections_per_ip: int | None = 1_000
+    connection_rate_per_second: float = 50.0
+    connection_rate_burst: int = 1_000
+    ping_rate_per_second: float = 10.0
+    ping_rate_burst: int = 50
+    http_rate_per_second: float = 1_000.0
+    http_rate_burst: int = 2_000
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     jwt_public_key_file: Path | None = None
     require_token: bool = False
@@ -82,8 +94,7 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--allowed-origin" if self.name == "allowed_origins" else (
-            "--" + self.name.replace("_", "-"))
+        return _SINGULAR_FLAGS.get(self.name) or "--" + self.name.replace("_", "-")
 
     @property
     def env(self) -> str:
@@ -197,6 +208,26 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _hosts(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list of host names")
+    hosts = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("must be a list of host names")
+        item = item.strip().lower().rstrip(".")
+        if not item:
+            continue
+        if item != "*" and not _HOST_NAME.fullmatch(item):
+            raise ValueError(f"{item!r} is not a host name like chat.example.com, "
+                             ".example.com (it and its subdomains), [::1] or *")
+        hosts.append(item)
+    return tuple(hosts)
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_.-]{0,252})|\[[0-9a-f:.]+\]")
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", "interface to listen on", _text(255), "HOST"),
     Option("port", "TCP port (0 picks a free one)", _int(0, 65535), "PORT"),
@@ -243,8 +274,31 @@ OPTIONS: tuple[Option, ...] = (
            "/ws needs ?token=JWT", _optional(_path), "FILE"),
     Option("require_token", "/ws needs ?token= (a JWT, or the API key) even without a JWT key",
            _bool, flag_action="store_true"),
+    Option("allowed_hosts", "Host name browsers may reach the server by (repeatable; * = any; "
+           "default: loopback names when listening on loopback, else any)",
+           _hosts, "HOST", flag_action="append"),
+    Option("header_timeout", "seconds a new connection has to send its request headers "
+           "(an API request: its body too)", _float(0.1, 3600), "SECONDS"),
+    Option("keepalive_timeout", "seconds an idle HTTP connection is kept open between requests",
+           _float(0.1, 3600), "SECONDS"),
+    Option("max_connections", "open connections in total (0 = no limit; lowered to fit the "
+           "open-file limit)", _optional(_int(1)), "N"),
+    Option("max_connections_per_ip", "open connections per client address (IPv6: per /64; "
+           "0 = no limit)", _optional(_int(1)), "N"),
+    Option("connection_rate_per_second", "new connections per second per client address "
+           "(0 = no limit)", _float(0, 1_000_000), "N"),
+    Option("connection_rate_burst", "burst of new connections above the rate",
+           _int(1, 1_000_000), "N"),
+    Option("ping_rate_per_second", "WebSocket pings per second per connection before it is "
+           "closed with 4029 (0 = no limit)", _float(0, 1_000_000), "N"),
+    Option("ping_rate_burst", "burst of pings above the rate", _int(1, 1_000_000), "N"),
+    Option("http_rate_per_second", "HTTP API requests per second per client address "
+           "(0 = no limit)", _float(0, 1_000_000), "N"),
+    Option("http_rate_burst", "burst of HTTP API requests above the rate",
+           _int(1, 1_000_000), "N"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
+_SINGULAR_FLAGS = {"allowed_origins": "--allowed-origin", "allowed_hosts": "--allowed-host"}
 
 
 UNITS = {"BYTES": "bytes", "SECONDS": "s", "MS": "ms"}

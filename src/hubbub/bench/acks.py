@@ -267,6 +267,8 @@ def _measure(store: str, rooms: int, args: argparse.Namespace,
         extra += ["--commit-window-ms", str(args.commit_window_ms)]
     command = (sys.executable, "-m", "hubbub", "serve", "--host", "127.0.0.1",
                "--port", "{port}", "--data-dir", "{data_dir}", "--rate-per-second", "0",
+               "--max-connections-per-ip", "0", "--connection-rate-per-second", "0",
+               "--http-rate-per-second", "0",
                *STORES[store], *extra)
     target = Target(f"hubbub/{store}", "ws://127.0.0.1:{port}/ws", command)
     server = ServerProcess.start(target, server_cpus)

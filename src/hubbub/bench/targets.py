@@ -57,6 +57,8 @@ def hubbub_target(strategy: str, extra: list[str]) -> Target:
     command = (
         sys.executable, "-m", "hubbub", "serve", "--host", "127.0.0.1", "--port", "{port}",
         "--store", "memory", "--rate-per-second", "0", "--plain-history", "0",
+        # Every bench connection comes from 127.0.0.1: no per-address limits.
+        "--max-connections-per-ip", "0", "--connection-rate-per-second", "0",
         "--fanout", strategy, "--data-dir", "{data_dir}", *extra,
     )
     return Target(f"hubbub/{strategy}", "ws://127.0.0.1:{port}/ws", command)

@@ -37,6 +37,7 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     UNAUTHORIZED = 4001
     TOO_SLOW = 4008
+    RATE_LIMITED = 4029
 
     @property
     def should_reconnect(self) -> bool:

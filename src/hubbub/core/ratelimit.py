@@ -28,3 +28,9 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self._rate
+
+    def full(self, now: float) -> bool:
+        """Whether the bucket has refilled to its burst (it can be forgotten)."""
+        if self._rate <= 0:
+            return True
+        return self._tokens + max(now - self._stamp, 0.0) * self._rate >= self._burst

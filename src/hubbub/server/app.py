@@ -17,6 +17,7 @@ from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys
 from hubbub.server.auth import Auth
+from hubbub.server.guard import GUARD, Guard, request_guard
 from hubbub.server.heartbeat import heartbeat
 from hubbub.server.metrics import Metrics
 from hubbub.server.websocket import socket_of, websocket_handler
@@ -39,7 +40,7 @@ RETENTION = web.AppKey("retention", asyncio.Task[None])
 def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) -> web.Application:
     hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits)
     app = web.Application(
-        middlewares=[http_api.api_guard],
+        middlewares=[request_guard, http_api.api_guard],
         # HTTP bodies are bounded like WebSocket frames: a publish is one message either way.
         client_max_size=settings.max_frame_bytes,
     )
@@ -49,6 +50,7 @@ def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) 
     app[keys.AUTH] = auth or Auth(settings)
     app[RUNNING] = True
     app[READY] = False
+    guard = app[GUARD] = Guard(settings)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -62,6 +64,7 @@ def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) 
     app.cleanup_ctx.append(heartbeat)
     app.cleanup_ctx.append(loop_monitor)
     app.on_startup.append(ready)  # after every cleanup context has started
+    app.cleanup_ctx.append(guard.running)
     return app
 
 

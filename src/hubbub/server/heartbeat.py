@@ -18,6 +18,7 @@ from aiohttp import web
 
 from hubbub.hub import Hub
 from hubbub.server import keys
+from hubbub.server.logs import client_line
 from hubbub.server.websocket import socket_of
 from hubbub.tasks import spawn
 
@@ -41,6 +42,9 @@ async def _beat(hub: Hub, interval: float) -> None:
         for conn in list(hub.connections.values()):
             try:
                 socket_of(conn).beat(silent_since=previous)
+            except ConnectionError as exc:  # a client reset: ordinary, one line
+                client_line(log, logging.INFO, "reset", "heartbeat for connection %s: %s",
+                            conn.id, exc)
             except Exception:  # one broken connection must not stop the heartbeat
                 log.exception("heartbeat for connection %s failed", conn.id)
         previous = now

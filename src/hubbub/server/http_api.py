@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,9 +20,15 @@ from hubbub.core.names import ROOM_RULE, SERVER_NICK, clean_room
 from hubbub.core.store import StoreError
 from hubbub.hub import Hub
 from hubbub.server import keys
-from hubbub.server.security import TokenError
+from hubbub.server.guard import GUARD, Guard
+from hubbub.server.logs import client_line
+from hubbub.server.replies import dumps as _dumps
+from hubbub.server.replies import error_response
+from hubbub.server.security import BadHeader, TokenError, is_loopback, origin_allowed
 
+log = logging.getLogger("hubbub.api")
 routes = web.RouteTableDef()
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _STATUS = {
     ErrorCode.BAD_JSON: 400,
@@ -31,15 +40,6 @@ _STATUS = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNAVAILABLE: 503,
 }
-
-
-def error_response(status: int, code: str, reason: str, **headers: str) -> web.Response:
-    return web.json_response({"code": code, "reason": reason}, status=status,
-                             headers=headers or None, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _ok(body: Any, status: int = 200) -> web.Response:
@@ -67,11 +67,24 @@ def api_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamRespons
 
 async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     settings: Settings = request.app[keys.SETTINGS]
+    guard = request.app[GUARD]
+    wait = guard.http_rate(request)
+    if wait:
+        return error_response(
+            429, ErrorCode.RATE_LIMITED.value,
+            f"over {settings.http_rate_per_second:g} API requests per second from your address"
+            " (http_rate_per_second); retry after Retry-After seconds",
+            **{"Retry-After": str(math.ceil(wait))})
     try:
         request[IDENTITY] = request.app[keys.AUTH].http_identity(request)
+        refused = _refusal(request, settings, guard)
     except TokenError as exc:
         return error_response(401, "unauthorized", str(exc),
                               **{"WWW-Authenticate": 'Bearer realm="hubbub"'})
+    except BadHeader as exc:
+        return error_response(400, ErrorCode.BAD_REQUEST.value, str(exc))
+    if refused is not None:
+        return refused
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -79,8 +92,11 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
                               f"request body is larger than {settings.max_frame_bytes} bytes")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"),
-                                  exc.text or exc.reason)
+            reply = error_response(exc.status, exc.reason.lower().replace(" ", "_"),
+                                   exc.text or exc.reason)
+            if exc.status == 408:  # the rest of the body is not worth waiting for
+                reply.force_close()
+            return reply
         raise
     except p.ProtocolError as exc:
         return _refused(request, exc.code, exc.reason)
@@ -88,6 +104,26 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
         return _refused(request, ErrorCode.UNAVAILABLE,
                         "the message store is unavailable; nothing was stored")
     return response
+
+
+def _refusal(request: web.Request, settings: Settings, guard: Guard) -> web.Response | None:
+    """What else a state-changing request needs once its credentials are accepted: the same
+    origin rule as WebSocket handshakes (a browser on another site cannot publish, even with
+    a `no-cors` text/plain fetch), and a key unless the server listens on loopback only."""
+    if request.method in SAFE_METHODS:
+        return None
+    if not origin_allowed(request, settings.allowed_origins):
+        guard.refused_origin += 1
+        client_line(log, logging.WARNING, "origin", "refused %s %s from origin %s",
+                    request.method, request.rel_url.path, request.headers.get("Origin"))
+        return error_response(403, "origin_not_allowed",
+                              f"requests from origin {request.headers.get('Origin')!r} may not "
+                              "change anything here (allowed_origins)")
+    if settings.api_key is None and not is_loopback(settings.host):
+        return error_response(403, "api_key_required",
+                              f"this server listens on {settings.host}, not loopback only: "
+                              "changing anything over HTTP needs an api_key")
+    return None
 
 
 IDENTITY = "hubbub.identity"
@@ -121,7 +157,12 @@ def _sender_nick(request: web.Request, body: dict[str, Any]) -> str:
 async def publish(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
     room = _room(request, Action.PUBLISH)
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app[keys.SETTINGS].header_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive within "
+                                          "header_timeout") from None
     request.app[keys.METRICS].http_publish(raw)
     try:
         body = orjson.loads(raw)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import sys
@@ -19,8 +18,11 @@ from aiohttp import web
 from hubbub.config import Settings, describe
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.store import MessageStore, StoreOpenError
+from hubbub.server import logs
 from hubbub.server.app import make_app
 from hubbub.server.auth import Auth
+from hubbub.server.guard import GUARD, raise_descriptor_limit
+from hubbub.server.security import is_loopback
 
 log = logging.getLogger("hubbub")
 
@@ -56,17 +58,10 @@ def where_data_lives(settings: Settings) -> str:
     return f"hubbub data: {database_path(settings).resolve()} (sqlite store, {durability})"
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def open_to_anyone(settings: Settings, hosts: Iterable[str]) -> str | None:
     """A warning line when the server listens beyond loopback with nothing asked of
     clients: the HTTP API without an api_key, or /ws without a jwt_secret."""
-    exposed = sorted({host for host in hosts if not _is_loopback(host)})
+    exposed = sorted({host for host in hosts if not is_loopback(host.partition("%")[0])})
     if not exposed:
         return None
     open_parts = []
@@ -116,6 +111,7 @@ def configure_logging(settings: Settings) -> None:
     if not settings.dev:
         # aiohttp logs every request at INFO; that is noise for a chat server.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logs.install()
 
 
 def serve(settings: Settings) -> int:
@@ -146,6 +142,8 @@ async def _serve(settings: Settings) -> int:
     except ValueError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 1
+    # Before anything opens a descriptor; logged once listening (a failed start is one line).
+    files_before, files_after = raise_descriptor_limit()
     store = make_store(settings)
     try:
         await store.open()
@@ -153,10 +151,14 @@ async def _serve(settings: Settings) -> int:
         print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
         return 1
     print(where_data_lives(settings), flush=True)
-    runner = web.AppRunner(make_app(settings, store, auth), handle_signals=False,
-                           shutdown_timeout=settings.shutdown_timeout, access_log=None)
+    app = make_app(settings, store, auth)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout,
+                           access_log=None, keepalive_timeout=settings.keepalive_timeout)
     try:
         await runner.setup()
+        assert runner.server is not None
+        guard = app[GUARD]
+        guard.install(runner.server)
         site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
@@ -171,6 +173,16 @@ async def _serve(settings: Settings) -> int:
         warning = open_to_anyone(settings, (str(address[0]) for address in runner.addresses))
         if warning is not None:
             print(warning, flush=True)
+        if files_after > files_before:
+            log.info("open-file limit raised from %d to %d (the hard limit)",
+                     files_before, files_after)
+        else:
+            log.info("open-file limit is %d (the hard limit)", files_after)
+        if guard.max_connections != settings.max_connections:
+            log.info("max_connections is %d, to fit the open-file limit", guard.max_connections)
+        if settings.api_key is None and not is_loopback(settings.host):
+            log.warning("no api_key while listening on %s: HTTP API publishes are refused "
+                        "(403 api_key_required) until one is set", settings.host)
         if loop.get_debug():
             log.info("asyncio debug mode is on")
         stop = asyncio.Event()

@@ -15,10 +15,13 @@ from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Identity, Session
 from hubbub.core.names import NICK_RULE, clean_nick, guest_name
+from hubbub.core.ratelimit import TokenBucket
 from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import LOBBY, Connection, Hub
 from hubbub.server import keys
-from hubbub.server.security import TokenError, origin_allowed
+from hubbub.server.guard import GUARD
+from hubbub.server.logs import client_line
+from hubbub.server.security import BadHeader, TokenError, origin_allowed
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.ws")
@@ -28,6 +31,8 @@ PROTOCOLS = (p.SUBPROTOCOL,)
 
 PING_FRAME = b"\x89\x00"
 """An unmasked, empty ping: FIN + opcode 9, no payload."""
+
+_CONTROL = frozenset({WSMsgType.PING, WSMsgType.PONG})
 
 CLOSE_GRACE = 1.0
 """Seconds a close frame the server decided on (a too-slow client, say) may take before the
@@ -93,11 +98,13 @@ class AiohttpSocket:
         transport.write(PING_FRAME)
 
     def close_with(self, code: int, reason: str) -> None:
-        spawn(self._close(code, reason.encode()), f"close-{code}")
+        spawn(self.close_or_abort(code, reason.encode()), f"close-{code}")
 
-    async def _close(self, code: int, reason: bytes) -> None:
+    async def close_or_abort(self, code: int, message: bytes) -> None:
+        """Close with `code`; abort the connection if that takes over `CLOSE_GRACE` (a
+        client that does not read, or floods, would keep the close waiting)."""
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE)
+            await asyncio.wait_for(self.ws.close(code=code, message=message), CLOSE_GRACE)
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -134,6 +141,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     metrics.opened += 1
     conn.session = session
     expiry = _Expiry(ws, session) if session is not None else None
+    # Made on the first ping only: most clients never send one, and a local of this frame
+    # costs nothing until it is set.
+    pings: TokenBucket | None = None
     log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
               conn.nick)
     try:
@@ -148,8 +158,17 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 if msg.type == WSMsgType.TEXT:
                     metrics.ws_frame(msg.data)
                     await conn.handle_text(msg.data)
-                elif msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
+                elif msg.type in _CONTROL:
+                    # Pings, and pongs nobody asked for (one per heartbeat was), share a
+                    # bucket: a flood of either costs the loop the same.
+                    if pings is None:
+                        pings = TokenBucket(settings.ping_rate_per_second,
+                                            settings.ping_rate_burst, socket.seen)
+                    if pings.take(socket.seen):
+                        await _too_many_pings(request, socket, conn)
+                        break
+                    if msg.type == WSMsgType.PING:
+                        await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     metrics.ws_frame(msg.data)
                     if plain:
@@ -165,6 +184,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             # Publishes read before the close are still stored and delivered to the room
             # before the connection leaves it.
             await conn.settle()
+    except ConnectionError as exc:  # the client reset the connection: ordinary, one line
+        client_line(log, logging.INFO, "reset", "connection %s lost: %s", conn.id, exc)
     except Exception:
         log.exception("connection %s failed", conn.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
@@ -177,11 +198,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _too_many_pings(request: web.Request, socket: AiohttpSocket,
+                          conn: Connection) -> None:
+    settings: Settings = request.app[keys.SETTINGS]
+    request.app[GUARD].ping_rate_closes += 1
+    client_line(log, logging.INFO, "pings",
+                "connection %s closed with 4029: over %g pings per second (ping_rate_per_second)",
+                conn.id, settings.ping_rate_per_second)
+    await socket.close_or_abort(CloseCode.RATE_LIMITED, b"too many pings")
+
+
 def _admit(request: web.Request, settings: Settings) -> tuple[str | None, Session | None]:
     """The checks before the handshake: (the nick, what the token allows), or an HTTP
     error. A connection opened with a token has the token's nick (see `core.grants`)."""
-    if not origin_allowed(request, settings.allowed_origins):
-        log.warning("refused WebSocket from origin %s", request.headers.get("Origin"))
+    try:
+        allowed = origin_allowed(request, settings.allowed_origins)
+    except BadHeader as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+    if not allowed:
+        request.app[GUARD].refused_origin += 1
+        client_line(log, logging.WARNING, "origin", "refused WebSocket from origin %s",
+                    request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed\n")
     # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
     # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.

@@ -30,9 +30,11 @@ loses power) and waits up to `commit_window_ms` to gather bigger batches.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -215,6 +217,7 @@ class SQLiteStore(MessageStore):
             ) from exc
         if not directory.is_dir():
             raise StoreOpenError(f"data directory {directory} is not a directory")
+        self._check_writable()
         try:
             self._lock.acquire()
         except LockHeld:
@@ -235,6 +238,24 @@ class SQLiteStore(MessageStore):
                 self._wconn = None
             self._lock.release()
             raise
+
+    def _check_writable(self) -> None:
+        """Name the file that cannot be written, rather than blaming the directory: the
+        database, its WAL and shared-memory files and the lock file must all be writable."""
+        path = self.path
+        for name in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".lock"))):
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise StoreOpenError(
+                        f"{name} is read-only ({exc.strerror}); make it writable by the user"
+                        " hubbub runs as"
+                    ) from exc
+                raise StoreOpenError(f"cannot open {name}: {exc.strerror or exc}") from exc
+            os.close(fd)
 
     def _connect_writer(self) -> sqlite3.Connection:
         path = self.path
