@@ -189,44 +189,42 @@ def _path(value: Any) -> Path:
     return Path(_text()(value))
 
 
-def _origins(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError("must be a list of origins")
-    origins = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("must be a list of origins")
-        item = item.strip().rstrip("/").lower()
-        if not item:
-            continue
-        if item != "*" and (
-            not item.startswith(("http://", "https://")) or "/" in item.split("://", 1)[1]
-        ):
-            raise ValueError(f"{item!r} is not an origin like https://example.com or *")
-        origins.append(item)
-    return tuple(origins)
+def _list_of(what: str, clean: Callable[[str], str],
+             valid: Callable[[str], bool], example: str) -> Callable[[Any], tuple[str, ...]]:
+    """A list setting (a TOML list, or comma-separated text from a flag or variable): each
+    item cleaned, empty ones dropped, `*` or a `valid` one kept, anything else refused."""
 
+    def parse(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"must be a list of {what}")
+        kept = []
+        for item in map(clean, items):
+            if not item:
+                continue
+            if item != "*" and not valid(item):
+                raise ValueError(f"{item!r} is not {example}")
+            kept.append(item)
+        return tuple(kept)
 
-def _hosts(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError("must be a list of host names")
-    hosts = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("must be a list of host names")
-        item = item.strip().lower().rstrip(".")
-        if not item:
-            continue
-        if item != "*" and not _HOST_NAME.fullmatch(item):
-            raise ValueError(f"{item!r} is not a host name like chat.example.com, "
-                             ".example.com (it and its subdomains), [::1] or *")
-        hosts.append(item)
-    return tuple(hosts)
+    return parse
 
 
 _HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_.-]{0,252})|\[[0-9a-f:.]+\]")
+
+
+def _is_origin(item: str) -> bool:
+    return item.startswith(("http://", "https://")) and "/" not in item.split("://", 1)[1]
+
+
+_origins = _list_of("origins", lambda item: item.strip().rstrip("/").lower(), _is_origin,
+                    "an origin like https://example.com or *")
+_hosts = _list_of("host names", lambda item: item.strip().lower().rstrip("."),
+                  lambda item: _HOST_NAME.fullmatch(item) is not None,
+                  "a host name like chat.example.com, .example.com (it and its subdomains),"
+                  " [::1] or *")
+
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", "interface to listen on", _text(255), "HOST"),
