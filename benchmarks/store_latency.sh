@@ -23,6 +23,9 @@ ulimit -n 20000
 for store in $STORES; do
     for rate in $RATES; do
         data=$(mktemp -d)
+        # The per-address limits (off here: every client is 127.0.0.1) as variables, which
+        # older checkouts ignore.
+        HUBBUB_MAX_CONNECTIONS_PER_IP=0 HUBBUB_CONNECTION_RATE_PER_SECOND=0 \
         PYTHONPATH=${HUBBUB_SRC:-} taskset -c 0 .venv/bin/python -m hubbub serve \
             --port "$PORT" --data-dir "$data" --store "$store" --rate-per-second 0 \
             --plain-history 0 --log-level warning &
