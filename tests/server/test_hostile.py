@@ -258,7 +258,23 @@ async def test_connection_caps(tmp_path_factory: pytest.TempPathFactory, flags: 
         finally:
             for ws in opened:
                 await ws.close()
+        # At least the two refusals above (the handshake and the API request) are counted
+        # for operators; more if a probe below was refused while closes were still on
+        # their way.
+        for _ in range(100):
+            status, text = await raw_metrics(capped.port)
+            if status == 200:
+                break
+            await asyncio.sleep(0.05)
+        found = re.search(rf'hubbub_connection_limit_hits_total{{reason="{code}"}} (\S+)', text)
+        assert found is not None and float(found[1]) >= 2, text
         assert "refused a connection from 127.0.0.1" in capped.log_text()
+
+
+async def raw_metrics(port: int) -> tuple[int, str]:
+    response = await raw_http(port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              b"Connection: close\r\n\r\n", read_all=True)
+    return status_of(response), response.decode(errors="replace")
 
 
 async def test_connection_rate_per_address(tmp_path_factory: pytest.TempPathFactory) -> None:

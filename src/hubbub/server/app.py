@@ -46,11 +46,11 @@ def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) 
     )
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
-    app[keys.METRICS] = Metrics(hub)
+    guard = app[GUARD] = Guard(settings)
+    app[keys.METRICS] = Metrics(hub, guard)
     app[keys.AUTH] = auth or Auth(settings)
     app[RUNNING] = True
     app[READY] = False
-    guard = app[GUARD] = Guard(settings)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -24,6 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.hub import Hub
+from hubbub.server.guard import Guard
 from hubbub.server.looplag import LoopLagMonitor, Probe, garbage_collections
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -49,8 +50,9 @@ def close_label(code: int | None) -> str:
 class Metrics:
     """The metrics of one application around one hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, guard: Guard) -> None:
         self.hub = hub
+        self.guard = guard
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -82,10 +84,6 @@ class Metrics:
         self.store_batch = Histogram(
             "hubbub_store_batch_size", "Writes (appends and room creations) per store commit",
             buckets=BATCH_BUCKETS, registry=self.registry)
-        self.connection_limit_hits = Counter(
-            "hubbub_connection_limit_hits", "Connections refused by a connection limit",
-            ["reason"], registry=self.registry)
-        """For the connection limits: `.labels(reason=...).inc()` where one refuses."""
         self.registry.register(_Collector(self))
 
         hub.delivery.on_written = self.publish_to_write.observe
@@ -176,8 +174,24 @@ class _Collector:
         rate = CounterMetricFamily("hubbub_rate_limit_hits", "Requests refused by a rate "
                                    "limit (`requests`: a connection's request rate)",
                                    labels=["limit"])
+        guard = metrics.guard
         rate.add_metric(["requests"], hub.refused.get(ErrorCode.RATE_LIMITED, 0))
+        rate.add_metric(["http"], guard.refused_http_rate)
+        rate.add_metric(["pings"], guard.ping_rate_closes)
         yield rate
+        limits = CounterMetricFamily("hubbub_connection_limit_hits", "Connections refused "
+                                     "or cut off by a connection limit", labels=["reason"])
+        limits.add_metric(["max_connections"], guard.refused_max_connections)
+        limits.add_metric(["max_connections_per_ip"], guard.refused_max_connections_per_ip)
+        limits.add_metric(["connection_rate"], guard.refused_connection_rate)
+        limits.add_metric(["header_timeout"], guard.header_timeouts)
+        yield limits
+        foreign = CounterMetricFamily("hubbub_foreign_requests_refused", "Requests refused "
+                                      "for their Host (allowed_hosts) or Origin "
+                                      "(allowed_origins)", labels=["header"])
+        foreign.add_metric(["host"], guard.refused_host)
+        foreign.add_metric(["origin"], guard.refused_origin)
+        yield foreign
         received = CounterMetricFamily("hubbub_received_messages", "Messages received: "
                                        "WebSocket data frames and HTTP API publishes",
                                        labels=["transport"])
