@@ -68,6 +68,7 @@ class Settings:
     ping_rate_burst: int = 50
     http_rate_per_second: float = 1_000.0
     http_rate_burst: int = 2_000
+    max_total_rooms: int | None = 100_000
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     jwt_public_key_file: Path | None = None
     require_token: bool = False
@@ -294,6 +295,8 @@ OPTIONS: tuple[Option, ...] = (
            "(0 = no limit)", _float(0, 1_000_000), "N"),
     Option("http_rate_burst", "burst of HTTP API requests above the rate",
            _int(1, 1_000_000), "N"),
+    Option("max_total_rooms", "rooms the server holds, with or without messages, before it "
+           "refuses to start another (0 = no limit)", _optional(_int(1)), "N"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 _SINGULAR_FLAGS = {"allowed_origins": "--allowed-origin", "allowed_hosts": "--allowed-host"}

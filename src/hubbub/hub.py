@@ -23,7 +23,7 @@ from typing import Any
 from hubbub.core import grants
 from hubbub.core import protocol as p
 from hubbub.core.codes import CloseCode, ErrorCode
-from hubbub.core.grants import Action, Session
+from hubbub.core.grants import Action, Identity, Session
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
@@ -233,8 +233,10 @@ class _CatchUp:
 
 
 class Hub:
-    def __init__(self, store: MessageStore, delivery: Delivery, limits: Limits) -> None:
+    def __init__(self, store: MessageStore, delivery: Delivery, limits: Limits, *,
+                 max_total_rooms: int | None = None) -> None:
         self.store = store
+        self.max_total_rooms = max_total_rooms
         self.delivery = delivery
         self.limits = limits
         self.rooms: Rooms[Connection, Message] = Rooms()
@@ -278,9 +280,9 @@ class Hub:
                 grants.check(conn.session, Action.PRESENCE, (room,))
                 await conn.send(p.reply("member_list", ref, room=room,
                                         members=self.members(room)))
-            case p.Rooms(ref):
-                await conn.send(p.reply("room_list", ref, rooms=grants.visible(
-                    conn.session, await self.room_list())))
+            case p.Rooms(ref, after, limit):
+                page, more = await self.room_list(after=after, limit=limit, who=conn.session)
+                await conn.send(p.reply("room_list", ref, rooms=page, has_more=more))
             case p.Ping(ref):
                 await conn.send(p.reply("pong", ref))
             case p.Refresh():
@@ -310,9 +312,14 @@ class Hub:
         not be encoded (then nothing is stored).
         """
         p.validate_data(data)
-        return await self.store.append(
-            Draft(room=room, nick=nick, sender=sender, text=text, data=data)
-        )
+        try:
+            return await self.store.append(
+                Draft(room=room, nick=nick, sender=sender, text=text, data=data)
+            )
+        except StoreError:
+            if self.rooms.get(room) is None:
+                self.store.discard(room)  # a new room whose first message failed
+            raise
 
     def deliver(self, messages: Sequence[Message]) -> None:
         """The one way from the store to the sockets: stored messages, in offset order per
@@ -379,7 +386,7 @@ class Hub:
                 owed.append(_CatchUp(spec.room, after, state.offset))
         except BaseException:
             for room in new_rooms.intersection(conn.rooms):
-                self.rooms.remove_member(room, conn.id)
+                self._remove_member(room, conn)
             conn.rooms = tuple(room for room in conn.rooms if room not in new_rooms)
             raise
         if not conn.plain:
@@ -463,14 +470,24 @@ class Hub:
         return room is not None and conn.id in room.joining
 
     def _abandon(self, conn: Connection, name: str, code: CloseCode, reason: str) -> None:
-        self.rooms.remove_member(name, conn.id)
+        self._remove_member(name, conn)
         conn.rooms = tuple(room for room in conn.rooms if room != name)
         conn.outlet.socket.close_with(code, reason)
 
     async def _state(self, room: str) -> RoomState:
+        """The room's state, as of the end of this call; the room is started if new."""
+        await self.admit_room(room)
         state = await self.store.room_state(room, create=True)
         assert state is not None
         return state
+
+    def _remove_member(self, room: str, conn: Connection) -> Connection | None:
+        """Take `conn` out of `room`; a room left empty that never had a message is
+        forgotten by the store too, so joining leaves no trace."""
+        member = self.rooms.remove_member(room, conn.id)
+        if self.rooms.get(room) is None:
+            self.store.discard(room)
+        return member
 
     @staticmethod
     def _entry(room: str, state: RoomState) -> dict[str, Any]:
@@ -483,7 +500,7 @@ class Hub:
 
     async def _leave(self, conn: Connection, room: str) -> None:
         conn.rooms = tuple(name for name in conn.rooms if name != room)
-        if self.rooms.remove_member(room, conn.id) is not None:
+        if self._remove_member(room, conn) is not None:
             self._announce(conn, room, "leave")
 
     async def set_nick(self, conn: Connection, nick: str) -> None:
@@ -527,14 +544,30 @@ class Hub:
             members.append(including.member())
         return members
 
-    async def room_list(self) -> list[dict[str, Any]]:
+    async def room_list(self, *, after: str | None = None, limit: int = p.ROOM_PAGE,
+                        who: Session | Identity | None = None,
+                        ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the rooms `who` may see, by name after `after`; and whether more
+        follow. Rooms are those the store knows and those with members."""
         states = await self.store.rooms()
-        names = sorted(set(states) | set(self.rooms.names()))
+        names = sorted(name for name in set(states).union(self.rooms.names())
+                       if after is None or name > after)
+        shown = [entry["room"] for entry in grants.visible(who, [{"room": n} for n in names])]
         return [
             {"room": name, "members": self.rooms.member_count(name),
              "offset": states[name].offset if name in states else 0}
-            for name in names
-        ]
+            for name in shown[:limit]
+        ], len(shown) > limit
+
+    async def admit_room(self, room: str) -> None:
+        """Refuse to start a room the store does not know once it holds `max_total_rooms`
+        (joins and HTTP publishes start rooms; in-process publishes are trusted)."""
+        cap = self.max_total_rooms
+        if (cap is not None and await self.store.room_state(room) is None
+                and await self.store.room_count() >= cap):
+            raise p.ProtocolError(ErrorCode.TOO_MANY_ROOMS,
+                                  f"the server holds its maximum of {cap} rooms "
+                                  "(max_total_rooms); join or publish to an existing room")
 
     async def _history(self, conn: Connection, request: p.History) -> None:
         grants.check(conn.session, Action.READ, (request.room,))
@@ -559,8 +592,12 @@ def _outlet(conn: Connection) -> Outlet:
 
 
 def _mismatch(since: p.Position, state: RoomState) -> str | None:
-    """Why a client's position cannot be in this room's history at all, if it cannot."""
-    if since.epoch != state.epoch:
+    """Why a client's position cannot be in this room's history at all, if it cannot.
+
+    Offset 0 is before every message of every epoch: a client that has seen nothing of a
+    room has nothing to lose when its epoch changed (as the epoch of a room that was joined
+    but never written to does when the server restarts), so it recovers from the start."""
+    if since.epoch != state.epoch and since.offset > 0:
         return "epoch_changed"
     if since.offset > state.offset:
         return "offset_ahead"

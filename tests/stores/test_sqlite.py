@@ -58,9 +58,10 @@ async def test_reopen_keeps_data_epochs_and_offsets(db: Path) -> None:
 
     again = SQLiteStore(db, durability="batch")
     await again.open()
-    assert await again.rooms() == before
     assert before["r"] == RoomState(sent[0].epoch, 7, 5)
     assert before["empty"].offset == 0
+    # A room that never had a message was never written: only the room with messages is back.
+    assert await again.rooms() == {"r": before["r"]}
     page = await again.read("r", limit=10)
     assert page is not None and page.messages == sent[4:]
     nxt = await again.append(draft("r"))
@@ -110,13 +111,18 @@ async def test_failed_commit_raises_and_leaves_no_gap(db: Path) -> None:
     try:
         outcomes = await asyncio.gather(
             *(store.append(draft(text=f"lost {i}")) for i in range(5)),
-            store.room_state("brand-new", create=True),
+            store.append(draft("brand-new", "lost too")),
             return_exceptions=True,
         )
         assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+        # Starting a room writes nothing, so it works even now.
+        assert (await store.room_state("joined", create=True)).offset == 0  # type: ignore[union-attr]
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+    # The room whose only message failed is as unwritten as before: forgettable.
+    assert (await store.room_state("brand-new")).offset == 0  # type: ignore[union-attr]
+    store.discard("brand-new")
     assert await store.room_state("brand-new") is None
     assert await store.room_state("r") == (await store.read("r", limit=1)).state  # type: ignore[union-attr]
     nxt = await store.append(draft(text="after"))
@@ -346,3 +352,18 @@ async def test_one_big_batch_across_many_rooms(db: Path) -> None:
         page = await store.read(room, limit=100)
         assert page is not None and page.messages == mine
     await store.close()
+
+
+async def test_rooms_an_earlier_version_wrote_on_join_are_forgotten_on_open(db: Path) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    kept = await store.append(draft("talked"))
+    await store.close()
+    with sqlite3.connect(db) as conn:  # what joining wrote before rooms started on the loop
+        conn.execute("INSERT INTO rooms (name, epoch, last_offset, created_ms)"
+                     " VALUES ('silent', 'e', 0, 0)")
+    again = SQLiteStore(db)
+    await again.open()
+    assert set(await again.rooms()) == {"talked"}
+    assert (await again.append(draft("talked"))).epoch == kept.epoch
+    await again.close()

@@ -76,12 +76,13 @@ async def apply(ops: list[tuple[Any, ...]], db: Path) -> None:
             assert seen == {got_rooms[room].epoch}
     finally:
         await sqlite.close()
-    # Everything also survives a reopen.
+    # Everything written also survives a reopen (rooms without a message never were).
+    written = {name: state for name, state in got_rooms.items() if state.offset}
     again = SQLiteStore(db)
     await again.open()
     try:
-        assert await again.rooms() == got_rooms
-        for room in got_rooms:
+        assert await again.rooms() == written
+        for room in written:
             assert comparable(await again.read(room, limit=100)) == comparable(
                 await memory.read(room, limit=100))
     finally:

@@ -41,6 +41,14 @@ class MemoryStore(MessageStore):
         self._stored((message,))
         return message
 
+    def discard(self, room: str) -> None:
+        found = self._rooms.get(room)
+        if found is not None and found.offset == 0:
+            del self._rooms[room]
+
+    async def room_count(self) -> int:
+        return len(self._rooms)
+
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         if create:
             return self._room(room).state()

@@ -21,6 +21,10 @@ from hubbub.core.names import NICK_RULE, ROOM_RULE, clean_nick, clean_room
 SUBPROTOCOL = "hubbub.v1"
 MAX_REF_CHARS = 64
 DEFAULT_HISTORY_LIMIT = 50
+ROOM_PAGE = 100
+"""Rooms in one `room_list` page unless the request asks for fewer or more."""
+ROOM_PAGE_MAX = 1000
+"""Most rooms in one page: a room list costs the server the page, not every room."""
 
 Ref = str | int
 
@@ -92,6 +96,9 @@ class Members:
 @dataclass(frozen=True, slots=True)
 class Rooms:
     ref: Ref | None = None
+    after: str | None = None
+    """Only rooms whose names sort after this one (the previous page's last)."""
+    limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +366,10 @@ def _parse_members(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> M
 
 
 def _parse_rooms(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Rooms:
-    return Rooms(ref)
+    after = obj.get("after")
+    if after is not None and (not isinstance(after, str) or len(after) > 256):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "after must be a room name")
+    return Rooms(ref, after, _count(obj.get("limit", ROOM_PAGE), "limit", ROOM_PAGE_MAX))
 
 
 def _parse_ping(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Ping:

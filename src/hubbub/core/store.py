@@ -114,7 +114,19 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
-        """The room's epoch and offsets; `None` for an unknown room unless `create`."""
+        """The room's epoch and offsets; `None` for an unknown room unless `create`.
+
+        A room created here has no message yet: its epoch is fixed (its first message gets
+        it) but nothing needs to be written for it, and `discard` forgets it again."""
+
+    @abc.abstractmethod
+    def discard(self, room: str) -> None:
+        """Forget a room that has never had a message and has no append pending (a room
+        joined and left without a word leaves no trace); any other room is kept."""
+
+    @abc.abstractmethod
+    async def room_count(self) -> int:
+        """How many rooms the store knows, those with no message yet included."""
 
     @abc.abstractmethod
     async def read(

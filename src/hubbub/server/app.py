@@ -38,7 +38,8 @@ RETENTION = web.AppKey("retention", asyncio.Task[None])
 
 
 def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) -> web.Application:
-    hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits)
+    hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits,
+              max_total_rooms=settings.max_total_rooms)
     app = web.Application(
         middlewares=[request_guard, http_api.api_guard],
         # HTTP bodies are bounded like WebSocket frames: a publish is one message either way.

@@ -12,7 +12,6 @@ import orjson
 from aiohttp import web
 
 from hubbub.config import Settings
-from hubbub.core import grants
 from hubbub.core import protocol as p
 from hubbub.core.codes import ErrorCode
 from hubbub.core.grants import Action, Identity, forbidden
@@ -38,6 +37,7 @@ _STATUS = {
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.ROOM_NOT_FOUND: 404,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.TOO_MANY_ROOMS: 403,
     ErrorCode.UNAVAILABLE: 503,
 }
 
@@ -173,6 +173,7 @@ async def publish(request: web.Request) -> web.Response:
     p.check_integers(raw)
     text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
     nick = _sender_nick(request, body)
+    await hub.admit_room(room)
     message = await hub.publish(room, text=text, data=data, nick=nick)
     return _ok({"room": room, "id": message.id, "offset": message.offset,
                 "epoch": message.epoch, "ts": message.ts}, status=201)
@@ -211,7 +212,11 @@ async def history(request: web.Request) -> web.Response:
 @routes.get("/api/rooms")
 async def rooms(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
-    return _ok({"rooms": grants.visible(request[IDENTITY], await hub.room_list())})
+    after = request.query.get("after") or None
+    limit = _query_int(request, "limit", p.ROOM_PAGE, 1, p.ROOM_PAGE_MAX)
+    assert limit is not None
+    page, more = await hub.room_list(after=after, limit=limit, who=request[IDENTITY])
+    return _ok({"rooms": page, "has_more": more})
 
 
 @routes.get("/api/rooms/{room}/members")

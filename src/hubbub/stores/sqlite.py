@@ -102,15 +102,11 @@ class _Row:
 class _Append:
     draft: Draft
     data_json: str | None
+    epoch: str
+    """The room's epoch as the loop knows it: a room's first message takes the epoch its
+    members were told when they joined it (see `SQLiteStore.room_state`)."""
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Message]
-
-
-@dataclass(slots=True)
-class _Create:
-    room: str
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[RoomState]
 
 
 @dataclass(slots=True)
@@ -127,8 +123,7 @@ class _Stop:
     pass
 
 
-_Op = _Append | _Create | _Trim | _Stop
-_Batchable = _Append | _Create
+_Op = _Append | _Trim | _Stop
 
 
 class SQLiteStore(MessageStore):
@@ -170,6 +165,7 @@ class SQLiteStore(MessageStore):
         self._wconn: sqlite3.Connection | None = None
         self._rows: dict[str, _Row] = {}  # writer thread only
         self._states: dict[str, RoomState] = {}  # event loop only
+        self._first_appends: dict[str, int] = {}  # event loop only: pending, per unwritten room
         self._readers: ThreadPoolExecutor | None = None
         self._checkpointer: Checkpointer | None = None
         self._local = threading.local()
@@ -282,6 +278,11 @@ class SQLiteStore(MessageStore):
             applied = migrate(conn)
             if applied:
                 log.info("migrated %s to schema version %d", path, applied[-1])
+            # Rooms that never had a message (earlier versions wrote one on every join):
+            # now they only ever live on the loop, until their first message.
+            unused = conn.execute("DELETE FROM rooms WHERE last_offset = 0").rowcount
+            if unused:
+                log.info("forgot %d rooms of %s that never had a message", unused, path)
         except StoreOpenError:
             conn.close()
             raise
@@ -360,18 +361,40 @@ class SQLiteStore(MessageStore):
         data_json = None if draft.data is None else encode_data(draft.data)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
-        self._queue.put(_Append(draft, data_json, loop, future))
+        room = draft.room
+        state = self._states.get(room)
+        if state is None or state.offset == 0:
+            # The room's first messages: until one is stored, `discard` must keep it.
+            if state is None:
+                state = self._states[room] = _unwritten_room()
+            self._first_appends[room] = self._first_appends.get(room, 0) + 1
+            future.add_done_callback(lambda _: self._first_append_done(room))
+        self._queue.put(_Append(draft, data_json, state.epoch, loop, future))
         return await future
+
+    def _first_append_done(self, room: str) -> None:
+        # Registered before the appender awaits the future, so this runs before it resumes.
+        left = self._first_appends[room] - 1
+        if left:
+            self._first_appends[room] = left
+        else:
+            del self._first_appends[room]
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         state = self._states.get(room)
-        if state is not None or not create:
-            return state
-        self._check_usable()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[RoomState] = loop.create_future()
-        self._queue.put(_Create(room, loop, future))
-        return await future
+        if state is None and create:
+            # Only on the loop: the file gets the room with its first message.
+            state = self._states[room] = _unwritten_room()
+        return state
+
+    def discard(self, room: str) -> None:
+        if room not in self._first_appends:
+            state = self._states.get(room)
+            if state is not None and state.offset == 0:
+                del self._states[room]
+
+    async def room_count(self) -> int:
+        return len(self._states)
 
     async def trim(self, *, max_count: int | None, max_age_ms: int | None, now_ms: int) -> int:
         if (max_count is not None and max_count < 0) or (max_age_ms is not None and max_age_ms < 0):
@@ -405,7 +428,7 @@ class SQLiteStore(MessageStore):
                 if isinstance(op, _Trim):
                     self._guard(self._trim_step, conn, op)
                     continue
-                batch: list[_Batchable] = [op]
+                batch: list[_Append] = [op]
                 carry = self._gather(batch)
                 self._guard(self._commit, conn, batch)
         finally:
@@ -415,7 +438,7 @@ class SQLiteStore(MessageStore):
                 log.exception("WAL checkpoint on close failed (the WAL is replayed on open)")
             conn.close()
 
-    def _gather(self, batch: list[_Batchable]) -> _Op | None:
+    def _gather(self, batch: list[_Append]) -> _Op | None:
         """Add queued appends to `batch`; return a non-batchable request met on the way.
 
         In `batch` mode it keeps gathering until the commit window closes, but stops early
@@ -462,26 +485,21 @@ class SQLiteStore(MessageStore):
             ops = arg if isinstance(arg, list) else [arg]
             self._fail(ops, "internal error in the message store")
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Batchable]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         staged: dict[str, _Row] = {}
         messages: list[tuple[Any, ...]] = []
-        results: list[Message | None] = []
+        results: list[Message] = []
         for op in batch:
-            room = op.draft.room if isinstance(op, _Append) else op.room
+            room = op.draft.room
             row = staged.get(room)
             if row is None:
                 current = self._rows.get(room)
-                row = _Row(new_epoch(), 0, 1) if current is None else replace(current)
+                row = _Row(op.epoch, 0, 1) if current is None else replace(current)
                 staged[room] = row
-            if isinstance(op, _Append):
-                row.last += 1
-                d = op.draft
-                messages.append(
-                    (room, row.last, d.id, d.nick, d.sender, d.text, op.data_json, d.ts)
-                )
-                results.append(Message.from_draft(d, offset=row.last, epoch=row.epoch))
-            else:
-                results.append(None)
+            row.last += 1
+            d = op.draft
+            messages.append((room, row.last, d.id, d.nick, d.sender, d.text, op.data_json, d.ts))
+            results.append(Message.from_draft(d, offset=row.last, epoch=row.epoch))
         created = now_ms()
         started = time.perf_counter()
         try:
@@ -503,13 +521,8 @@ class SQLiteStore(MessageStore):
         if self._checkpointer is not None:
             self._checkpointer.note_commit()
         states = {room: row.state() for room, row in staged.items()}
-        resolved: list[tuple[asyncio.Future[Any], Any]] = []
-        for op, message in zip(batch, results, strict=True):
-            if isinstance(op, _Append):
-                resolved.append((op.future, message))
-            else:
-                resolved.append((op.future, states[op.room]))
-        self._post(batch, states, resolved)
+        self._post(batch, states, [(op.future, message)
+                                   for op, message in zip(batch, results, strict=True)])
         self.failing = False
         if self.on_commit is not None:  # after `_post`: it must not delay or fail the acks
             self.on_commit(elapsed, len(batch))
@@ -653,6 +666,9 @@ class SQLiteStore(MessageStore):
         if limit < 0:
             raise ValueError("limit must be >= 0")
         self._check_usable()
+        unwritten = self._states.get(room)
+        if unwritten is not None and unwritten.offset == 0:
+            return HistoryPage(unwritten, [], False)  # joined, never written: not in the file
         assert self._readers is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
@@ -712,6 +728,12 @@ class SQLiteStore(MessageStore):
             for offset, id_, nick, sender, text, data, ts in rows
         ]
         return HistoryPage(state, messages, has_more)
+
+
+def _unwritten_room() -> RoomState:
+    """A room joined before it has a message: its epoch is fixed now, on the loop, and
+    written with its first message; until then it is nowhere in the file."""
+    return RoomState(new_epoch(), 0, 1)
 
 
 _ROOMS_INSERT = "INSERT INTO rooms (name, epoch, last_offset, created_ms) VALUES "
