@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian chromium, tmux, iproute2; Python packages
+# Install everything the tests need (Debian chromium, tmux, iproute2, curl, e2fsprogs's
+# chattr and util-linux's prlimit; Python packages
 # into .venv, again only when pyproject.toml changed), then run them all: ruff, mypy, pytest.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/_env.sh"
-apt_install chromium tmux iproute2
+apt_install chromium tmux iproute2 curl e2fsprogs util-linux
 pip_install_once '.[test]' .hubbub-installed-test
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks examples scripts
