@@ -160,49 +160,32 @@ class _Collector:
                      sum(conn.outlet.held() for conn in hub.connections.values()))
         yield _counter("hubbub_connections_opened", "WebSocket connections accepted",
                        metrics.opened)
-        closed = CounterMetricFamily("hubbub_connections_closed",
-                                     "WebSocket connections ended, by close code", labels=["code"])
-        for code, count in sorted(metrics.closed.items()):
-            closed.add_metric([code], count)
-        yield closed
-        refusals = CounterMetricFamily("hubbub_refusals", "Requests refused with an error, "
-                                       "WebSocket and HTTP API, by error code", labels=["code"])
-        for error in ErrorCode:
-            refusals.add_metric([error.value], hub.refused.get(error, 0)
-                                + metrics.http_refused.get(error, 0))
-        yield refusals
-        rate = CounterMetricFamily("hubbub_rate_limit_hits", "Requests refused by a rate "
-                                   "limit (`requests`: a connection's request rate)",
-                                   labels=["limit"])
+        yield _counters("hubbub_connections_closed", "WebSocket connections ended, by close "
+                        "code", "code", dict(sorted(metrics.closed.items())))
+        yield _counters("hubbub_refusals", "Requests refused with an error, WebSocket and "
+                        "HTTP API, by error code", "code",
+                        {error.value: hub.refused.get(error, 0)
+                         + metrics.http_refused.get(error, 0) for error in ErrorCode})
         guard = metrics.guard
-        rate.add_metric(["requests"], hub.refused.get(ErrorCode.RATE_LIMITED, 0))
-        rate.add_metric(["http"], guard.refused_http_rate)
-        rate.add_metric(["pings"], guard.ping_rate_closes)
-        yield rate
-        limits = CounterMetricFamily("hubbub_connection_limit_hits", "Connections refused "
-                                     "or cut off by a connection limit", labels=["reason"])
-        limits.add_metric(["max_connections"], guard.refused_max_connections)
-        limits.add_metric(["max_connections_per_ip"], guard.refused_max_connections_per_ip)
-        limits.add_metric(["connection_rate"], guard.refused_connection_rate)
-        limits.add_metric(["header_timeout"], guard.header_timeouts)
-        yield limits
-        foreign = CounterMetricFamily("hubbub_foreign_requests_refused", "Requests refused "
-                                      "for their Host (allowed_hosts) or Origin "
-                                      "(allowed_origins)", labels=["header"])
-        foreign.add_metric(["host"], guard.refused_host)
-        foreign.add_metric(["origin"], guard.refused_origin)
-        yield foreign
-        received = CounterMetricFamily("hubbub_received_messages", "Messages received: "
-                                       "WebSocket data frames and HTTP API publishes",
-                                       labels=["transport"])
-        received_bytes = CounterMetricFamily("hubbub_received_bytes", "Payload bytes of "
-                                             "those messages", labels=["transport"])
-        received.add_metric(["websocket"], metrics.ws_received)
-        received.add_metric(["http"], metrics.http_received)
-        received_bytes.add_metric(["websocket"], metrics.ws_received_bytes)
-        received_bytes.add_metric(["http"], metrics.http_received_bytes)
-        yield received
-        yield received_bytes
+        yield _counters("hubbub_rate_limit_hits", "Requests refused by a rate limit "
+                        "(`requests`: a connection's request rate)", "limit",
+                        {"requests": hub.refused.get(ErrorCode.RATE_LIMITED, 0),
+                         "http": guard.refused_http_rate, "pings": guard.ping_rate_closes})
+        yield _counters("hubbub_connection_limit_hits", "Connections refused or cut off by a "
+                        "connection limit", "reason",
+                        {"max_connections": guard.refused_max_connections,
+                         "max_connections_per_ip": guard.refused_max_connections_per_ip,
+                         "connection_rate": guard.refused_connection_rate,
+                         "header_timeout": guard.header_timeouts})
+        yield _counters("hubbub_foreign_requests_refused", "Requests refused for their Host "
+                        "(allowed_hosts) or Origin (allowed_origins)", "header",
+                        {"host": guard.refused_host, "origin": guard.refused_origin})
+        yield _counters("hubbub_received_messages", "Messages received: WebSocket data "
+                        "frames and HTTP API publishes", "transport",
+                        {"websocket": metrics.ws_received, "http": metrics.http_received})
+        yield _counters("hubbub_received_bytes", "Payload bytes of those messages",
+                        "transport", {"websocket": metrics.ws_received_bytes,
+                                      "http": metrics.http_received_bytes})
         yield _counter("hubbub_sent_messages", "WebSocket frames handed to the delivery "
                        "engine: fan-out copies and frames to one connection",
                        delivery.deliveries + delivery.sends)
@@ -219,4 +202,13 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation)
     family.add_metric([], value)
+    return family
+
+
+def _counters(name: str, documentation: str, label: str,
+              values: dict[str, float]) -> CounterMetricFamily:
+    """One counter per value of `label`."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in values.items():
+        family.add_metric([value], count)
     return family
