@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -102,9 +103,15 @@ async def test_write_latency_is_observed_once_per_batch_not_per_recipient() -> N
     engine.fanout(outlets, Payload(b"m3"))
     await pass_loop()
     assert len(waits) == 2
+    # A batch counts from when its oldest message was published (its `ts`), store wait and
+    # all, once the hub says so.
+    engine.published(time.time() - 30)
+    engine.fanout(outlets, Payload(b"m4"))
+    await pass_loop()
+    assert len(waits) == 3 and waits[2] >= 30
     # The plain counters /metrics reads: copies, direct sends and their payload bytes.
-    assert (engine.deliveries, engine.sends) == (16, 1)
-    assert engine.sent_bytes == 16 * 2 + len(b"reply")
+    assert (engine.deliveries, engine.sends) == (20, 1)
+    assert engine.sent_bytes == 20 * 2 + len(b"reply")
 
 
 async def test_an_outlet_says_how_many_bytes_its_outbox_holds() -> None:

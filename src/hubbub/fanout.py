@@ -128,7 +128,8 @@ class Delivery(abc.ABC):
         self.slow_closes = 0
         self.on_written: Callable[[float], None] | None = None
         """Called once per batch of fan-out frames, once the batch has been handed to the
-        sockets, with the seconds since its oldest message reached the engine."""
+        sockets, with the seconds since its oldest message was published (see `published`),
+        or reached the engine if nobody said."""
 
     @abc.abstractmethod
     def outlet(self, socket: Socket) -> Outlet: ...
@@ -147,6 +148,10 @@ class Delivery(abc.ABC):
         the store hands committed messages over in a plain callback (see
         `MessageStore.listen`). `audience`, if given, names a stable set of recipients
         (see `AutoDelivery`); strategies that do not batch ignore it."""
+
+    def published(self, at: float) -> None:  # noqa: B027 - only `auto` measures batches
+        """The fan-outs that follow carry messages published at `at` (Unix time, seconds)
+        or later, so the next batch's write latency counts from then."""
 
     async def drain(self, outlet: Outlet) -> None:
         """Return once what was sent to `outlet` so far has left the server's own buffers
@@ -243,7 +248,7 @@ class AutoDelivery(Delivery):
         self._ops: list[_Group | _Write] = []
         self._open: dict[Hashable, _Group] = {}
         self._flush_scheduled = False
-        self._oldest = 0.0  # when the oldest fan-out waiting for `_flush` came (0: none)
+        self._oldest = 0.0  # Unix time of the oldest message waiting for `_flush` (0: none)
         self._fallback = QueuedDelivery(outbox_limit)
         self._mixed = False  # set once a connection needs the fallback: checks get per-member
 
@@ -283,7 +288,7 @@ class AutoDelivery(Delivery):
         if not members:
             return
         if not self._oldest:
-            self._oldest = time.monotonic()
+            self._oldest = time.time()
         frame = payload.frame
         group = None if audience is None else self._open.get(audience)
         if group is not None and group.outlets is not members:
@@ -324,6 +329,10 @@ class AutoDelivery(Delivery):
     def flush(self) -> None:
         self._flush()
 
+    def published(self, at: float) -> None:
+        if not self._oldest or at < self._oldest:
+            self._oldest = at
+
     async def drain(self, outlet: Outlet) -> None:
         if not isinstance(outlet, CorkedOutlet):
             await self._fallback.drain(outlet)
@@ -357,7 +366,7 @@ class AutoDelivery(Delivery):
         # Once per pass, not per recipient: the wait of the oldest message written.
         if self._oldest:
             if self.on_written is not None:
-                self.on_written(time.monotonic() - self._oldest)
+                self.on_written(max(time.time() - self._oldest, 0.0))
             self._oldest = 0.0
 
     def _queue(self, outlet: CorkedOutlet, data: bytes) -> None:

@@ -327,6 +327,8 @@ class Hub:
         socket, and it is not the publisher's to run: a publisher that is cancelled or gone
         once its message is stored cannot keep it from the room."""
         self.published += len(messages)
+        if messages:
+            self.delivery.published(messages[0].ts / 1000)  # the batch's oldest, in order
         for message in messages:
             room = self.rooms.get(message.room)
             if room is None:

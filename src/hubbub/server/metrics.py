@@ -71,7 +71,7 @@ class Metrics:
 
         self.publish_to_write = Histogram(
             "hubbub_publish_to_write_seconds",
-            "From a stored message reaching the fan-out to its frame being handed to the "
+            "From a message's publish being accepted to its frame being handed to the "
             "sockets' transports (the oldest message of each written batch)",
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.loop_lag = Histogram(
