@@ -186,10 +186,10 @@ async def test_plain_and_json_members_share_a_room() -> None:
 
 async def test_a_failing_store_gives_unavailable_and_nothing_is_delivered() -> None:
     class BrokenStore(MemoryStore):
-        async def append(self, draft: Any) -> Any:
+        def submit(self, draft: Any, then: Any) -> None:
             from hubbub.core.store import StoreError
 
-            raise StoreError("disk full")
+            then(StoreError("disk full"))
 
     hub = make_hub(store=BrokenStore())
     conn, sock = connect(hub)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.message import Draft, Message
-from hubbub.core.store import HistoryPage, RoomState
+from hubbub.core.store import HistoryPage, Outcome, RoomState
 from test_hub import connect, make_hub, of_type, request, settle
 
 PUBLISHED = 60
@@ -36,19 +36,16 @@ class LaggyStore(MemoryStore):
         self._lags = lags
         self._read_lags = read_lags
         self._known: dict[str, int] = {}
-        self._pending: list[tuple[Message, asyncio.Future[Message]]] = []
+        self._pending: list[tuple[Message, Outcome]] = []
 
-    async def append(self, draft: Draft) -> Message:
+    def submit(self, draft: Draft, then: Outcome) -> None:
         room = self._room(draft.room)
         room.offset += 1
         message = Message.from_draft(draft, offset=room.offset, epoch=room.epoch)
         room.messages.append(message)  # committed: readers see it from now on
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._hand_over, next(self._lags))
-        self._pending.append((message, future))
-        return await future
+            asyncio.get_running_loop().call_soon(self._hand_over, next(self._lags))
+        self._pending.append((message, then))
 
     def _hand_over(self, passes: int) -> None:
         if passes:
@@ -58,8 +55,8 @@ class LaggyStore(MemoryStore):
         for message, _ in batch:
             self._known[message.room] = message.offset
         self._stored([message for message, _ in batch])
-        for message, future in batch:
-            future.set_result(message)
+        for message, then in batch:
+            then(message)
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         state = await super().room_state(room, create=create)

@@ -138,8 +138,14 @@ class Delivery(abc.ABC):
         """Write whatever is buffered now (before a shutdown closes the sockets)."""
 
     @abc.abstractmethod
+    def reply(self, outlet: Outlet, payload: Payload) -> None:
+        """Send to one connection, in order with everything else sent to it, without
+        waiting (a connection's acks go out from the store's commit step)."""
+
     async def send(self, outlet: Outlet, payload: Payload) -> None:
-        """Send to one connection, in order with everything else sent to it."""
+        """`reply`, for callers that may wait: strategies that write in a task of their
+        own return once it has written."""
+        self.reply(outlet, payload)
 
     @abc.abstractmethod
     def fanout(self, outlets: Iterable[Outlet], payload: Payload,
@@ -260,7 +266,7 @@ class AutoDelivery(Delivery):
             return self._fallback.outlet(socket)
         return CorkedOutlet(socket)
 
-    async def send(self, outlet: Outlet, payload: Payload) -> None:
+    def reply(self, outlet: Outlet, payload: Payload) -> None:
         self.sends += 1
         self.sent_bytes += len(payload.data)
         if not isinstance(outlet, CorkedOutlet):
@@ -420,7 +426,9 @@ class SequentialDelivery(Delivery):
 
     def __init__(self, outbox_limit: int) -> None:
         super().__init__(outbox_limit)
-        self._jobs: asyncio.Queue[tuple[list[Outlet], Payload, asyncio.Future[None] | None]]
+        # (recipients, payload, future to set once written, whether it is a fan-out)
+        self._jobs: asyncio.Queue[tuple[list[Outlet], Payload, asyncio.Future[None] | None,
+                                        bool]]
         self._jobs = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -428,14 +436,14 @@ class SequentialDelivery(Delivery):
         return _PlainOutlet(socket)
 
     def _enqueue(self, outlets: list[Outlet], payload: Payload,
-                 done: asyncio.Future[None] | None = None) -> None:
+                 done: asyncio.Future[None] | None = None, *, fanout: bool = False) -> None:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._work())
-        self._jobs.put_nowait((outlets, payload, done))
+        self._jobs.put_nowait((outlets, payload, done, fanout))
 
     async def _work(self) -> None:
         while True:
-            outlets, payload, done = await self._jobs.get()
+            outlets, payload, done, fanout = await self._jobs.get()
             started = time.monotonic()
             try:
                 await self._send_all(outlets, payload.text)
@@ -444,12 +452,17 @@ class SequentialDelivery(Delivery):
             finally:
                 if done is not None and not done.done():
                     done.set_result(None)
-            if done is None:  # a fan-out, not a reply or a drain
+            if fanout:
                 self._written(started)
 
     async def _send_all(self, outlets: list[Outlet], text: str) -> None:
         for outlet in outlets:
             await _send_quietly(outlet.socket, text)
+
+    def reply(self, outlet: Outlet, payload: Payload) -> None:
+        self.sends += 1
+        self.sent_bytes += len(payload.data)
+        self._enqueue([outlet], payload)
 
     async def send(self, outlet: Outlet, payload: Payload) -> None:
         self.sends += 1
@@ -468,7 +481,7 @@ class SequentialDelivery(Delivery):
         members = list(outlets)
         self.deliveries += len(members)
         self.sent_bytes += len(members) * len(payload.data)
-        self._enqueue(members, payload)
+        self._enqueue(members, payload, fanout=True)
 
     def _written(self, started: float) -> None:
         if self.on_written is not None:
@@ -544,7 +557,7 @@ class QueuedDelivery(Delivery):
         outlet.queued_bytes += len(text)
         outlet.queue.put_nowait(text)
 
-    async def send(self, outlet: Outlet, payload: Payload) -> None:
+    def reply(self, outlet: Outlet, payload: Payload) -> None:
         self.sends += 1
         self.sent_bytes += len(payload.data)
         self.push(outlet, payload)

@@ -16,8 +16,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from hubbub.core import grants
@@ -28,9 +28,8 @@ from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.core.rooms import Room, Rooms
-from hubbub.core.store import MessageStore, RoomState, StoreError
+from hubbub.core.store import MessageStore, Outcome, RoomState, StoreError, settle
 from hubbub.fanout import Delivery, Outlet, Payload
-from hubbub.tasks import start_eagerly
 
 log = logging.getLogger("hubbub.hub")
 
@@ -49,42 +48,60 @@ def new_connection_id() -> str:
     return secrets.token_hex(6)
 
 
-MAX_IN_FLIGHT = 32
-"""Publishes one connection may have waiting for the store at once. Pipelined publishes
-let a group commit gather up to this many appends per connection instead of one; at the
-bound the connection's next frame is not read until its oldest publish is answered, so a
-flooding client is slowed down by TCP and what one connection holds stays bounded."""
+MAX_IN_FLIGHT = 4096
+MAX_IN_FLIGHT_BYTES = 1024 * 1024
+"""Publishes (and the bytes of their frames) one connection may have waiting for the store
+at once. Pipelined publishes let one group commit gather many appends of a connection
+instead of one per commit, and a single fast publisher needs thousands in flight to keep
+the store busy while the loop writes to a thousand sockets (docs/storage.md, "Where the
+stalls came from"; the bound was 32 then). At either bound the connection's next frame is
+not read until its oldest publish is answered, so a flooding client is slowed down by TCP
+and what one connection holds stays bounded: 1 MiB is less than what 32 frames of the
+largest size held before."""
 
-_answer_after: ContextVar[tuple[Connection, asyncio.Task[None]] | None] = ContextVar(
-    "_answer_after", default=None)
-"""Inside a pipelined publish's task: its connection and the publish sent just before it,
-whose reply must go out first."""
+
+class _Pending:
+    """A publish of this connection that is waiting for its answer, in request order.
+
+    It is the store's `Outcome` callback for the publish: the store calls it from the
+    commit step that stored (or refused) the message.
+    """
+
+    __slots__ = ("conn", "outcome", "ref", "size")
+
+    def __init__(self, conn: Connection, ref: p.Ref | None, size: int) -> None:
+        self.conn = conn
+        self.ref = ref
+        self.size = size
+        self.outcome: Message | Exception | None = None
+
+    def __call__(self, outcome: Message | Exception) -> None:
+        self.outcome = outcome
+        self.conn._answer_in_turn()
 
 
 class Connection:
     """One client, JSON or plain text, as the hub sees it.
 
-    Publishes are pipelined: each valid one (a JSON `publish` to a joined room, or a line
-    from a plain-text client in the lobby) starts at once, without waiting for the ones
-    before it, and `handle_text` returns so that the next frame can be read. Order is kept
-    by these invariants:
+    Publishes are pipelined: each one (a JSON `publish`, or a line from a plain-text client)
+    is submitted to the store at once, without waiting for the ones before it, and
+    `handle_text` returns so that the next frame can be read. Order is kept by these
+    invariants:
 
-    - Appends reach the store in frame order: a publish runs at once up to its first
-      suspension, before `handle_text` returns, and `Hub.publish_from` does not suspend
-      before `store.append` has taken its place in the store's queue (the memory store
-      never suspends, so such a publish is complete when `handle_text` returns; the SQLite
-      store enqueues, then waits for its commit in a task).
-    - Replies to one connection go out in request order: a publish's reply (`send` from
-      its task) first waits for the previous publish to be answered, a publish is not
-      done before the previous one is, and every other request and every refusal first
-      waits for all publishes in flight (`settle`).
-    - At most `MAX_IN_FLIGHT` publishes are in flight per connection.
+    - Messages reach the store in frame order: `Hub.submit_from` takes the message's place
+      in the store's order synchronously.
+    - Replies to one connection go out in request order: every publish waits for its
+      answer in `_pending`, a FIFO answered from its head only (`_answer_in_turn`, run by
+      the store's commit step), and every other request and every refusal first waits for
+      the FIFO to empty (`settle`).
+    - At most `MAX_IN_FLIGHT` publishes and `MAX_IN_FLIGHT_BYTES` of their text are
+      waiting per connection.
     """
 
     # One per connection, so no __dict__ and nothing made before it is needed: see "Idle
     # connections" in docs/performance.md.
-    __slots__ = ("_in_flight", "hub", "id", "limiter", "nick", "outlet", "plain", "refusals",
-                 "rooms", "session")
+    __slots__ = ("_answered", "_pending", "_pending_bytes", "hub", "id", "limiter", "nick",
+                 "outlet", "plain", "refusals", "rooms", "session")
 
     def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, plain: bool) -> None:
         self.hub = hub
@@ -99,8 +116,11 @@ class Connection:
         # `burst`, so one made at connect time would still be full by then.
         self.limiter: TokenBucket | None = None
         self.refusals = 0
-        # Made on the first pipelined publish: an empty deque costs 624 bytes.
-        self._in_flight: deque[asyncio.Task[None]] | None = None
+        # Made on the first publish: an empty deque costs 624 bytes.
+        self._pending: deque[_Pending] | None = None
+        self._pending_bytes = 0
+        # Set when publishes are answered, for whoever waits for room in `_pending`.
+        self._answered: asyncio.Future[None] | None = None
         # Set by the server for a connection opened with a token: what it may do.
         self.session: Session | None = None
 
@@ -108,10 +128,11 @@ class Connection:
         return {"id": self.id, "nick": self.nick}
 
     async def send(self, data: bytes) -> None:
-        turn = _answer_after.get()
-        if turn is not None and turn[0] is self and not turn[1].done():
-            await asyncio.wait((turn[1],))
         await self.hub.delivery.send(self.outlet, Payload(data))
+
+    def reply(self, data: bytes) -> None:
+        """Send without waiting (from the store's commit step)."""
+        self.hub.delivery.reply(self.outlet, Payload(data))
 
     async def handle_text(self, text: str) -> None:
         """One text frame from this client. Never raises: failures become replies that
@@ -128,7 +149,7 @@ class Connection:
         if wait:
             ref = None if self.plain else p.peek_ref(text)
             await self.settle()
-            await self._refuse(ErrorCode.RATE_LIMITED, "too many requests", ref,
+            self._refuse(ErrorCode.RATE_LIMITED, "too many requests", ref,
                                retry_after=int(wait * 1000) + 1)
             return
         try:
@@ -139,87 +160,91 @@ class Connection:
                 request = p.parse_request(text, self.hub.limits)
         except Exception as exc:
             await self.settle()
-            await self._answer_failure(exc, None)
+            self._answer_failure(exc, None)
             return
-        # Only a publish that can be stored is pipelined, so that the one refusal it can
-        # still get (the store's) is decided in store order; a publish to a room not
-        # joined is refused in turn, below, like any other request.
-        if isinstance(request, p.Publish) and request.room in self.rooms:
-            await self._start_publish(request.room, request.text, request.data, request.ref)
+        if isinstance(request, p.Publish):
+            await self.pipeline(request, len(text))
             return
         await self.settle()
         await self._answer(self.hub.dispatch(self, request), request.ref)
 
-    async def settle(self) -> None:
-        """Return once every publish this connection has in flight has been answered."""
-        while self._in_flight:
-            await asyncio.wait(tuple(self._in_flight))
-
-    async def _start_publish(self, room: str, text: str | None, data: Any,
-                             ref: p.Ref | None) -> None:
-        in_flight = self._in_flight
-        if in_flight is None:
-            in_flight = self._in_flight = deque()
-        while len(in_flight) >= MAX_IN_FLIGHT:
-            await asyncio.wait((in_flight[0],))
-        previous = in_flight[-1] if in_flight else None
-        task = start_eagerly(self._publish(room, text, data, ref, previous), "publish")
-        if task is not None:
-            in_flight.append(task)
-            task.add_done_callback(self._published)
-
-    def _published(self, task: asyncio.Task[None]) -> None:
-        assert self._in_flight is not None  # a task is only made after it
-        self._in_flight.remove(task)
-        # `_publish` answers every Exception itself; anything else must not vanish.
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("publish task of connection %s failed", self.id, exc_info=exc)
-
-    async def _publish(self, room: str, text: str | None, data: Any, ref: p.Ref | None,
-                       previous: asyncio.Task[None] | None) -> None:
-        # Nothing may be awaited before `publish_from`: its append must enter the store
-        # during the eager first step (see `tasks.start_eagerly`), which runs in frame order.
-        if previous is not None:
-            _answer_after.set((self, previous))
+    async def pipeline(self, request: p.Publish, size: int) -> None:
+        """Submit a publish now and answer it in turn, once the store has its outcome
+        (`size`: the frame's length, counted against `MAX_IN_FLIGHT_BYTES`)."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+        while pending and (len(pending) >= MAX_IN_FLIGHT
+                           or self._pending_bytes + size > MAX_IN_FLIGHT_BYTES):
+            await self._next_answer()
+        entry = _Pending(self, request.ref, size)
+        pending.append(entry)
+        self._pending_bytes += size
         try:
-            await self._answer(self.hub.publish_from(self, room, text, data, ref), ref)
-            # Done must imply every earlier publish done, even one without a reply (a
-            # plain-text line), for `send` above and for the bound in `_start_publish`.
-            if previous is not None and not previous.done():
-                await asyncio.wait((previous,))
-        finally:
-            # Each task's context would otherwise keep its predecessor, and so the
-            # connection's whole chain of finished publishes, alive.
-            _answer_after.set(None)
+            self.hub.submit_from(self, request.room, request.text, request.data, entry)
+        except Exception as exc:  # refused before it reached the store: answered in turn
+            entry(exc)
+
+    async def settle(self) -> None:
+        """Return once every publish this connection has submitted has been answered."""
+        while self._pending:
+            await self._next_answer()
+
+    async def _next_answer(self) -> None:
+        if self._answered is None:
+            self._answered = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._answered)
+
+    def _answer_in_turn(self) -> None:
+        """Answer the publishes at the head of `_pending` that have their outcome."""
+        pending = self._pending
+        assert pending is not None  # an entry is only made after it
+        answered = False
+        while pending and (outcome := pending[0].outcome) is not None:
+            entry = pending.popleft()
+            self._pending_bytes -= entry.size
+            answered = True
+            if isinstance(outcome, Message):
+                if not self.plain:
+                    self.reply(p.reply("ack", entry.ref, room=outcome.room, id=outcome.id,
+                                       offset=outcome.offset, epoch=outcome.epoch,
+                                       ts=outcome.ts))
+            else:
+                self._answer_failure(outcome, entry.ref)
+        waiting = self._answered
+        if answered and waiting is not None:
+            self._answered = None
+            if not waiting.done():
+                waiting.set_result(None)
 
     async def _answer(self, step: Awaitable[None], ref: p.Ref | None) -> None:
         try:
             await step
         except Exception as exc:
-            await self._answer_failure(exc, ref)
+            self._answer_failure(exc, ref)
 
-    async def _answer_failure(self, exc: Exception, ref: p.Ref | None) -> None:
+    def _answer_failure(self, exc: Exception, ref: p.Ref | None) -> None:
         if isinstance(exc, p.ProtocolError):
-            await self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
+            self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
         elif isinstance(exc, StoreError):
             log.error("store failed for connection %s: %s", self.id, exc)
-            await self._refuse(ErrorCode.UNAVAILABLE,
-                               "the message store is unavailable; nothing was stored", ref)
+            self._refuse(ErrorCode.UNAVAILABLE,
+                             "the message store is unavailable; nothing was stored", ref)
         else:
             log.error("request from connection %s failed", self.id, exc_info=exc)
-            await self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
+            self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
 
-    async def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
-                      **extra: Any) -> None:
+    def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
+                    **extra: Any) -> None:
         self.refusals += 1
         self.hub.refused[code] = self.hub.refused.get(code, 0) + 1
         if self.refusals <= LOGGED_REFUSALS or self.refusals % 100 == 0:
             log.info("connection %s (%s): refused #%d: %s: %s", self.id, self.nick,
                      self.refusals, code.value, reason)
         if self.plain:
-            await self.send(f"error: {reason}".encode())
+            self.reply(f"error: {reason}".encode())
         else:
-            await self.send(p.error_event(code, reason, ref, **extra))
+            self.reply(p.error_event(code, reason, ref, **extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +287,8 @@ class Hub:
 
     async def dispatch(self, conn: Connection, request: p.Request) -> None:
         match request:
-            case p.Publish(room, text, data, ref):
-                await self.publish_from(conn, room, text, data, ref)
+            case p.Publish(_, text):
+                await conn.pipeline(request, len(text or ""))
             case p.Join():
                 await self.join(conn, request)
             case p.Leave(rooms, ref):
@@ -288,38 +313,40 @@ class Hub:
             case p.Refresh():
                 await self.refresh(conn, request)
 
-    async def publish_from(self, conn: Connection, room: str, text: str | None, data: Any,
-                           ref: p.Ref | None) -> None:
+    def submit_from(self, conn: Connection, room: str, text: str | None, data: Any,
+                    then: Outcome) -> None:
+        """`submit` for a client's publish, after checking that it may; raises
+        `ProtocolError` (then nothing was submitted)."""
         grants.check(conn.session, Action.PUBLISH, (room,))
         if room not in conn.rooms:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
-        # No await may come before the store's `append` here or in `publish`: pipelined
-        # publishes rely on it taking its place in the store's queue in their first step.
-        message = await self.publish(room, text=text, data=data, nick=conn.nick,
-                                     sender=conn.id)
-        if not conn.plain:
-            await conn.send(p.reply("ack", ref, room=room, id=message.id,
-                                    offset=message.offset, epoch=message.epoch,
-                                    ts=message.ts))
+        self.submit(room, text=text, data=data, nick=conn.nick, sender=conn.id, then=then)
+
+    def submit(self, room: str, *, text: str | None = None, data: Any = None,
+               nick: str = "server", sender: str | None = None, then: Outcome) -> None:
+        """Store a message and deliver it to the room, without waiting: its place in the
+        room is taken now, and `then` gets the stored message (once it is stored and handed
+        to every member's outbox, see `deliver`) or the `StoreError` (then nobody receives
+        it). Raises `ProtocolError` for `data` that could not be encoded (then nothing is
+        submitted)."""
+        p.validate_data(data)
+
+        def settled(outcome: Message | StoreError) -> None:
+            if isinstance(outcome, StoreError) and self.rooms.get(room) is None:
+                self.store.discard(room)  # a new room whose first message failed
+            then(outcome)
+
+        self.store.submit(Draft(room=room, nick=nick, sender=sender, text=text, data=data),
+                          settled)
 
     async def publish(self, room: str, *, text: str | None = None, data: Any = None,
                       nick: str = "server", sender: str | None = None) -> Message:
-        """Store a message and deliver it to the room; the in-process push API.
-
-        Returns once the message is stored and handed to every member's outbox (the store
-        delivers it through `deliver` before its append returns). Raises `StoreError` if it
-        could not be stored (then nobody receives it), `ProtocolError` for `data` that could
-        not be encoded (then nothing is stored).
-        """
-        p.validate_data(data)
-        try:
-            return await self.store.append(
-                Draft(room=room, nick=nick, sender=sender, text=text, data=data)
-            )
-        except StoreError:
-            if self.rooms.get(room) is None:
-                self.store.discard(room)  # a new room whose first message failed
-            raise
+        """`submit`, awaited: the in-process push API. Raises `StoreError` if the message
+        could not be stored, `ProtocolError` for `data` that could not be encoded."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.submit(room, text=text, data=data, nick=nick, sender=sender,
+                    then=partial(settle, future))
+        return await future
 
     def deliver(self, messages: Sequence[Message]) -> None:
         """The one way from the store to the sockets: stored messages, in offset order per

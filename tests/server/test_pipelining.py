@@ -12,15 +12,18 @@ import json
 import re
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from hubbub.core.limits import Limits
 from hubbub.core.memory_store import MemoryStore
-from hubbub.core.message import Draft, Message
+from hubbub.core.message import Draft
+from hubbub.core.store import Outcome
 from hubbub.fanout import Socket, make_delivery
-from hubbub.hub import MAX_IN_FLIGHT, Hub
+from hubbub.hub import MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, Hub
+from hubbub.stores.sqlite import SQLiteStore
 from memsocket import MemorySocket
 from support.rawws import OP_TEXT, RawWebSocket, frame
 from support.server import ServerFactory, ServerProcess, running
@@ -225,16 +228,16 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
     # In process, because what is measured is how far `handle_text` (the read loop's only
     # call) gets while the store holds every append; over a socket that is hidden in TCP
     # buffers.
-    release = asyncio.Event()
+    held: list[tuple[Draft, Outcome]] = []
     entered: list[str | None] = []
 
     class HeldStore(MemoryStore):
-        async def append(self, draft: Draft) -> Message:
+        def submit(self, draft: Draft, then: Outcome) -> None:
             entered.append(draft.text)
-            await release.wait()
-            return await super().append(draft)
+            held.append((draft, then))
 
-    hub = Hub(HeldStore(), make_delivery("auto", 1 << 22), Limits(rate_per_second=0))
+    store = HeldStore()
+    hub = Hub(store, make_delivery("auto", 1 << 22), Limits(rate_per_second=0))
     sock = MemorySocket()
     conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", plain=False)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
@@ -250,9 +253,71 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
         await asyncio.sleep(0)
     assert entered == [f"m{i}" for i in range(MAX_IN_FLIGHT)]
     assert not reader.done()
-    release.set()
+    while held or not reader.done():
+        await asyncio.sleep(0)
+        batch, held[:] = list(held), []
+        for draft, then in batch:
+            MemoryStore.submit(store, draft, then)
     await reader
     await conn.settle()
     await asyncio.sleep(0)  # the outbox is flushed once per loop pass
     acks = [e for e in sock.events() if e["type"] == "ack"]
     assert [(a["ref"], a["offset"]) for a in acks] == [(i, i + 1) for i in range(total)]
+
+
+async def test_a_connection_stops_reading_at_max_in_flight_bytes() -> None:
+    held: list[tuple[Draft, Outcome]] = []
+
+    class HeldStore(MemoryStore):
+        def submit(self, draft: Draft, then: Outcome) -> None:
+            held.append((draft, then))
+
+    store = HeldStore()
+    hub = Hub(store, make_delivery("auto", 1 << 24),
+              Limits(rate_per_second=0, max_frame_bytes=64 * 1024))
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, MemorySocket())), nick="n",
+                       plain=False)
+    await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
+    big = {"blob": "x" * 60_000}  # `text` is capped far lower; `data` only by the frame
+    frames = [json.dumps({"type": "publish", "room": "r", "data": big, "ref": i})
+              for i in range(40)]
+    fits = MAX_IN_FLIGHT_BYTES // len(frames[0])
+
+    async def read_loop() -> None:
+        for text in frames:
+            await conn.handle_text(text)
+
+    reader = asyncio.create_task(read_loop())
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(held) == fits < len(frames)  # the bytes bound, not the count, stopped it
+    draft, then = held.pop(0)
+    MemoryStore.submit(store, draft, then)  # one answered: one more may come in
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(held) == fits
+    reader.cancel()
+
+
+async def test_pipelined_publishes_into_sqlite_take_no_task_each(tmp_path: Path) -> None:
+    # The batch path: a commit's one loop callback answers every publish of its batch, so
+    # a connection with hundreds of publishes in flight adds no task per publish.
+    store = SQLiteStore(tmp_path / "hubbub.sqlite3")
+    await store.open()
+    try:
+        hub = Hub(store, make_delivery("auto", 1 << 24), Limits(rate_per_second=0))
+        sock = MemorySocket()
+        conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", plain=False)
+        await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
+        tasks_before = len(asyncio.all_tasks())
+        for i in range(500):
+            await conn.handle_text(json.dumps({"type": "publish", "room": "r",
+                                               "text": f"m{i}", "ref": i}))
+        assert len(asyncio.all_tasks()) == tasks_before
+        await conn.settle()
+        await asyncio.sleep(0)  # the outbox is flushed once per loop pass
+        acks = [e for e in sock.events() if e["type"] == "ack"]
+        assert [(a["ref"], a["offset"]) for a in acks] == [(i, i + 1) for i in range(500)]
+        assert store.commits < 500  # they shared commits
+    finally:
+        await store.close()

@@ -12,11 +12,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hubbub.core.message import Draft
+from hubbub.core.message import Draft, Message
 from hubbub.core.store import RoomState, StoreError, StoreOpenError
 from hubbub.stores.migrations import SCHEMA_VERSION
 from hubbub.stores.sqlite import TRIM_CHUNK, SQLiteStore
@@ -299,7 +301,7 @@ HOLDER = """
 import asyncio, sys
 from pathlib import Path
 from hubbub.stores.sqlite import SQLiteStore
-from hubbub.core.message import Draft
+from hubbub.core.message import Draft, Message
 async def main():
     store = SQLiteStore(Path(sys.argv[1]))
     await store.open()
@@ -367,3 +369,94 @@ async def test_rooms_an_earlier_version_wrote_on_join_are_forgotten_on_open(db: 
     assert set(await again.rooms()) == {"talked"}
     assert (await again.append(draft("talked"))).epoch == kept.epoch
     await again.close()
+
+
+class _Steps:
+    """Numbers the event loop's passes: a callback that re-schedules itself runs once in
+    every pass, so two things that saw the same number happened in the same pass."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.now += 1
+        self._handle = self._loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+async def test_one_commit_reports_its_whole_batch_in_one_loop_step_in_order(db: Path) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    seen: list[tuple[str, int, Any]] = []  # (what, loop step, detail)
+    steps = _Steps()
+    store.listen(lambda batch: seen.append(("stored", steps.now, [m.offset for m in batch])))
+    done = asyncio.get_running_loop().create_future()
+    submitted = [draft(room=f"r{i % 3}", text=str(i)) for i in range(300)]
+
+    def outcome(i: int, result: Message | StoreError) -> None:
+        seen.append(("outcome", steps.now, (i, result)))
+        if i == len(submitted) - 1:
+            done.set_result(None)
+
+    commits = store.commits
+    for i, d in enumerate(submitted):  # all in one step: the writer gathers what is queued
+        store.submit(d, partial(outcome, i))
+    await done
+    steps.stop()
+    outcomes = [detail for what, _, detail in seen if what == "outcome"]
+    # Every append answered once, in submission order, with contiguous offsets per room.
+    assert [i for i, _ in outcomes] == list(range(300))
+    for room in ("r0", "r1", "r2"):
+        offsets = [m.offset for _, m in outcomes if m.room == room]
+        assert offsets == list(range(1, 101))
+    # One loop step per commit, the listener first in it, then every outcome of the batch.
+    made = store.commits - commits
+    assert 1 <= made < 300
+    step_of_outcomes = {step for what, step, _ in seen if what == "outcome"}
+    assert len(step_of_outcomes) == made
+    for step in step_of_outcomes:
+        in_step = [what for what, s, _ in seen if s == step]
+        assert in_step[0] == "stored" and set(in_step[1:]) == {"outcome"}
+    await store.close()
+
+
+async def test_a_failed_commit_refuses_every_append_of_its_batch_in_order(db: Path) -> None:
+    store = SQLiteStore(db, busy_timeout_ms=50)
+    await store.open()
+    assert (await store.append(draft(text="before"))).offset == 1
+    delivered: list[int] = []
+    store.listen(lambda batch: delivered.extend(m.offset for m in batch))
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    outcomes: list[tuple[int, Message | StoreError]] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def outcome(i: int, result: Message | StoreError) -> None:
+        outcomes.append((i, result))
+        if i == 49:
+            done.set_result(None)
+
+    try:
+        for i in range(50):
+            store.submit(draft(text=f"lost {i}"), partial(outcome, i))
+        await done
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert [i for i, _ in outcomes] == list(range(50))
+    assert all(isinstance(r, StoreError) for _, r in outcomes)
+    assert delivered == []  # nobody was handed a refused message
+    after = await store.append(draft(text="after"))
+    assert after.offset == 2 and delivered == [2]  # no offset was used by the failed batch
+    await store.close()
+
+
+async def test_submit_to_a_closed_store_is_refused_through_its_outcome(db: Path) -> None:
+    store = SQLiteStore(db)
+    outcomes: list[Message | StoreError] = []
+    store.submit(draft(), outcomes.append)  # never opened
+    assert len(outcomes) == 1 and isinstance(outcomes[0], StoreError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hubbub.core.message import Draft, Message
-from hubbub.core.store import HistoryPage, MessageStore, RoomState, new_epoch
+from hubbub.core.store import HistoryPage, MessageStore, Outcome, RoomState, new_epoch
 
 
 @dataclass(slots=True)
@@ -30,7 +30,7 @@ class MemoryStore(MessageStore):
             room = self._rooms[name] = _Room()
         return room
 
-    async def append(self, draft: Draft) -> Message:
+    def submit(self, draft: Draft, then: Outcome) -> None:
         room = self._room(draft.room)
         room.offset += 1
         message = Message.from_draft(draft, offset=room.offset, epoch=room.epoch)
@@ -39,7 +39,7 @@ class MemoryStore(MessageStore):
             # Trimmed in halves so that appends stay O(1) amortised.
             del room.messages[: len(room.messages) - self._max_per_room]
         self._stored((message,))
-        return message
+        then(message)
 
     def discard(self, room: str) -> None:
         found = self._rooms.get(room)

@@ -7,15 +7,17 @@ Contract every implementation keeps (tests in `tests/stores/test_contract.py` ru
 each):
 
 - Offsets in a room start at 1 and increase by exactly 1 per appended message within one
-  epoch; `append` assigns them in the order it is called.
-- `append` returns only once the message is stored as durably as the store promises; if it
-  raises, the message is not stored and its offset is not used.
+  epoch; `submit` assigns them in the order it is called (it takes the message's place
+  synchronously, before it returns; `append` is `submit` awaited).
+- A submitted message's outcome is reported exactly once: the stored `Message` only once it
+  is stored as durably as the store promises, or a `StoreError`, and then the message is
+  not stored and its offset is not used.
 - An epoch changes only when a room's history is lost or reset; a new epoch restarts
   offsets from 1.
 - Retention (`trim`) removes the oldest messages; it never changes offsets or the epoch.
 - Every stored message is handed to the listener (`listen`) exactly once, on the event
   loop, in offset order per room, in the same step that makes `room_state` report it and
-  before its `append` returns. So at every moment on the loop, a room's
+  before its outcome is reported. So at every moment on the loop, a room's
   `room_state().offset` is the highest offset the listener has been given: everything at
   or below it has been delivered, everything above it will be, later. The hub's join
   boundary rests on this (see `Hub.join`).
@@ -24,10 +26,12 @@ each):
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from hubbub.core.message import Draft, Message
 
@@ -43,6 +47,11 @@ class StoreError(Exception):
 
 class StoreOpenError(StoreError):
     """The store cannot be opened (unwritable, corrupt, locked, newer schema)."""
+
+
+Outcome = Callable[[Message | StoreError], None]
+"""Told, once, what became of one submitted message: stored (the `Message`, with its offset
+and epoch) or refused (the `StoreError`; nothing was stored)."""
 
 
 def new_epoch() -> str:
@@ -103,14 +112,24 @@ class MessageStore(abc.ABC):
         """Finish every pending write, then release resources."""
 
     @abc.abstractmethod
-    async def append(self, draft: Draft) -> Message:
-        """Store `draft` at the room's next offset (creating the room if needed).
+    def submit(self, draft: Draft, then: Outcome) -> None:
+        """Give `draft` the room's next place in the store's order now, and call `then` with
+        its outcome later, on the loop (or before returning, for a store that needs no I/O,
+        or one that refuses at once). Never raises for a store failure: `then` gets it.
 
-        Appends called one after another get offsets in call order even when the caller
-        does not wait for one before starting the next: an implementation fixes the
-        message's place in the order before its first suspension (a connection's
-        pipelined publishes rely on it).
+        A store that writes in batches reports a whole batch in one loop step: its rooms'
+        states advance, the listener gets its messages, then each `then` runs, in the
+        order they were submitted. So the commit of many appends costs one event-loop
+        callback, not a future, a task and a wake-up each; and a caller that answers from
+        `then` (a connection's acks) answers in submission order without a task of its own.
         """
+
+    async def append(self, draft: Draft) -> Message:
+        """Store `draft` at the room's next offset (creating the room if needed): `submit`,
+        awaited. Raises `StoreError` if it was not stored."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.submit(draft, partial(settle, future))
+        return await future
 
     @abc.abstractmethod
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
@@ -152,3 +171,13 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def trim(self, *, max_count: int | None, max_age_ms: int | None, now_ms: int) -> int:
         """Apply retention to every room; return how many messages were removed."""
+
+
+def settle(future: asyncio.Future[Message], outcome: Message | StoreError) -> None:
+    """Resolve `future` with an `Outcome`'s value (an `Outcome` for whoever awaits one)."""
+    if future.done():  # the awaiting task was cancelled
+        return
+    if isinstance(outcome, StoreError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -5,12 +5,13 @@ Layout and threads:
 - One file, `<data-dir>/hubbub.sqlite3`, in WAL mode, guarded by an exclusive `flock` on
   `hubbub.sqlite3.lock` so that a second server on the same data directory refuses to start
   (two writers would hand out the same offsets from their in-memory counters).
-- One writer thread owns the only write connection. `append()` puts a request on a queue
-  and awaits a future; the writer takes everything queued (up to `max_batch`, and in
-  `batch` mode waiting up to `commit_window_ms` for more), writes it in ONE transaction,
-  assigning offsets in queue order, and resolves the futures in that order on the event
-  loop with one `call_soon_threadsafe`. Concurrent appends therefore share one commit and
-  one fsync (group commit) instead of queueing for one fsync each.
+- One writer thread owns the only write connection. `submit()` puts a request on a queue
+  and returns; the writer takes everything queued (up to `max_batch`, and in `batch` mode
+  waiting up to `commit_window_ms` for more), writes it in ONE transaction, assigning
+  offsets in queue order, and hands the whole batch back to the event loop with one
+  `call_soon_threadsafe`, where one callback reports every append's outcome in queue order.
+  Concurrent appends therefore share one commit, one fsync (group commit) and one loop
+  wake-up instead of queueing for one each.
 - Reads (`read`) run on a small thread pool, each thread with its own read-only
   connection; WAL lets them run while the writer commits, and every read transaction sees
   every commit that finished before it began, hence every acknowledged append.
@@ -41,7 +42,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from hubbub.core.message import Draft, Message, now_ms
 from hubbub.core.store import (
     HistoryPage,
     MessageStore,
+    Outcome,
     RoomState,
     StoreError,
     StoreOpenError,
@@ -83,8 +85,6 @@ _MAX_OFFSET = 2**62
 """Offsets from the wire are clamped to this so that SQLite's 64-bit integers never
 overflow; no room reaches it."""
 
-T = TypeVar("T")
-
 
 @dataclass(slots=True)
 class _Row:
@@ -105,8 +105,9 @@ class _Append:
     epoch: str
     """The room's epoch as the loop knows it: a room's first message takes the epoch its
     members were told when they joined it (see `SQLiteStore.room_state`)."""
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Message]
+    first: bool
+    """Submitted while the room had no stored message (counted in `_first_appends`)."""
+    then: Outcome
 
 
 @dataclass(slots=True)
@@ -115,7 +116,6 @@ class _Trim:
     max_count: int | None
     max_age_ms: int | None
     now_ms: int
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[tuple[int, list[str]]]
 
 
@@ -124,6 +124,8 @@ class _Stop:
 
 
 _Op = _Append | _Trim | _Stop
+_Step = TypeVar("_Step", list[_Append], _Trim)
+"""What one writer step takes: a batch of appends, or one retention request."""
 
 
 class SQLiteStore(MessageStore):
@@ -162,6 +164,7 @@ class SQLiteStore(MessageStore):
         self._lock = LockFile(self.path.with_name(self.path.name + ".lock"))
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rows: dict[str, _Row] = {}  # writer thread only
         self._states: dict[str, RoomState] = {}  # event loop only
@@ -186,6 +189,8 @@ class SQLiteStore(MessageStore):
         if self._open:
             return
         await asyncio.to_thread(self._open_sync)
+        # One loop: the writer hands every result to it (`_hand_over`).
+        self._loop = asyncio.get_running_loop()
         self._states = {name: row.state() for name, row in self._rows.items()}
         self._readers = ThreadPoolExecutor(
             max_workers=self._read_threads, thread_name_prefix="hubbub-sqlite-read"
@@ -356,29 +361,37 @@ class SQLiteStore(MessageStore):
         return (self._open and not self._closing and not self.failing
                 and writer is not None and writer.is_alive())
 
-    async def append(self, draft: Draft) -> Message:
-        self._check_usable()
-        data_json = None if draft.data is None else encode_data(draft.data)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
+    def submit(self, draft: Draft, then: Outcome) -> None:
+        try:
+            self._check_usable()
+            data_json = None if draft.data is None else encode_data(draft.data)
+        except StoreError as exc:
+            then(exc)
+            return
         room = draft.room
         state = self._states.get(room)
-        if state is None or state.offset == 0:
+        first = state is None or state.offset == 0
+        if first:
             # The room's first messages: until one is stored, `discard` must keep it.
             if state is None:
                 state = self._states[room] = _unwritten_room()
             self._first_appends[room] = self._first_appends.get(room, 0) + 1
-            future.add_done_callback(lambda _: self._first_append_done(room))
-        self._queue.put(_Append(draft, data_json, state.epoch, loop, future))
-        return await future
+        assert state is not None
+        self._queue.put(_Append(draft, data_json, state.epoch, first, then))
 
-    def _first_append_done(self, room: str) -> None:
-        # Registered before the appender awaits the future, so this runs before it resumes.
-        left = self._first_appends[room] - 1
-        if left:
-            self._first_appends[room] = left
-        else:
-            del self._first_appends[room]
+    def _settled(self, op: _Append, outcome: Message | StoreError) -> None:
+        """Report one append's outcome; on the loop, in the step that resolves its batch."""
+        if op.first:
+            left = self._first_appends[op.draft.room] - 1
+            if left:
+                self._first_appends[op.draft.room] = left
+            else:
+                del self._first_appends[op.draft.room]
+        try:
+            op.then(outcome)
+        except Exception:
+            # One caller's failure must not keep the rest of the batch from its outcome.
+            log.exception("a store outcome callback failed")
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         state = self._states.get(room)
@@ -408,7 +421,7 @@ class SQLiteStore(MessageStore):
         # One bounded transaction per request; appends queued meanwhile go in between.
         while pending:
             future: asyncio.Future[tuple[int, list[str]]] = loop.create_future()
-            self._queue.put(_Trim(pending, max_count, max_age_ms, now_ms, loop, future))
+            self._queue.put(_Trim(pending, max_count, max_age_ms, now_ms, future))
             step, pending = await future
             removed += step
         return removed
@@ -469,8 +482,8 @@ class SQLiteStore(MessageStore):
             time.sleep(min(remaining, BATCH_IDLE_GAP_MS / 1000))
             paused = True
 
-    def _guard(self, step: Callable[[sqlite3.Connection, T], None], conn: sqlite3.Connection,
-               arg: T) -> None:
+    def _guard(self, step: Callable[[sqlite3.Connection, _Step], None],
+               conn: sqlite3.Connection, arg: _Step) -> None:
         # A bug in a step must fail its requests, not kill the only writer thread.
         try:
             step(conn, arg)
@@ -482,8 +495,8 @@ class SQLiteStore(MessageStore):
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback after a failed writer step failed")
-            ops = arg if isinstance(arg, list) else [arg]
-            self._fail(ops, "internal error in the message store")
+            self._fail(arg if isinstance(arg, list) else [arg],
+                       "internal error in the message store")
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         staged: dict[str, _Row] = {}
@@ -521,10 +534,9 @@ class SQLiteStore(MessageStore):
         if self._checkpointer is not None:
             self._checkpointer.note_commit()
         states = {room: row.state() for room, row in staged.items()}
-        self._post(batch, states, [(op.future, message)
-                                   for op, message in zip(batch, results, strict=True)])
+        self._hand_over(self._stored_batch, states, batch, results)
         self.failing = False
-        if self.on_commit is not None:  # after `_post`: it must not delay or fail the acks
+        if self.on_commit is not None:  # after `_hand_over`: it must not delay the acks
             self.on_commit(elapsed, len(batch))
 
     def _rollback(self, conn: sqlite3.Connection, touched: Iterable[str]) -> None:
@@ -583,7 +595,7 @@ class SQLiteStore(MessageStore):
             return
         self._rows.update(staged)
         states = {room: row.state() for room, row in staged.items()}
-        self._post([op], states, [(op.future, (removed, pending))])
+        self._hand_over(self._trimmed, states, op, (removed, pending))
 
     @staticmethod
     def _trim_boundary(conn: sqlite3.Connection, room: str, row: _Row, op: _Trim,
@@ -609,46 +621,42 @@ class SQLiteStore(MessageStore):
         boundary = min(target, window)
         return boundary if boundary > row.first else None
 
-    def _post(self, ops: list[Any], states: dict[str, RoomState],
-              resolved: list[tuple[asyncio.Future[Any], Any]]) -> None:
-        """Hand results to the event loop(s): states first, then futures in queue order."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-        for op, item in zip(ops, resolved, strict=True):
-            by_loop.setdefault(op.loop, []).append(item)
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(self._resolve, states, items)
-            except RuntimeError:
-                log.error("event loop closed before %d store results could be delivered",
-                          len(items))
+    def _hand_over(self, step: Callable[..., None], *args: Any) -> None:
+        """Run `step(*args)` on the store's event loop, in one callback: a whole batch's
+        outcome is one loop wake-up, whatever its size."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(step, *args)
+        except RuntimeError:
+            log.error("event loop closed before store results could be reported")
 
-    def _resolve(self, states: dict[str, RoomState],
-                 items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    def _stored_batch(self, states: dict[str, RoomState], batch: list[_Append],
+                      messages: list[Message]) -> None:
         # One step, in the order the store contract asks for: the batch's rooms advance,
-        # its messages reach the listener, then its appends return.
+        # its messages reach the listener, then each append's outcome is reported.
         self._states.update(states)
-        self._stored([value for _, value in items if isinstance(value, Message)])
-        for future, value in items:
-            if not future.done():
-                future.set_result(value)
+        self._stored(messages)
+        for op, message in zip(batch, messages, strict=True):
+            self._settled(op, message)
 
-    def _fail(self, ops: Iterable[Any], reason: str) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
+    def _trimmed(self, states: dict[str, RoomState], op: _Trim,
+                 result: tuple[int, list[str]]) -> None:
+        self._states.update(states)
+        if not op.future.done():
+            op.future.set_result(result)
+
+    def _fail(self, ops: Sequence[_Op], reason: str) -> None:
+        """Refuse every request of a failed step, each with the same reason."""
+        requests = [op for op in ops if not isinstance(op, _Stop)]
+        if requests:
+            self._hand_over(self._refuse, requests, reason)
+
+    def _refuse(self, ops: list[_Append | _Trim], reason: str) -> None:
         for op in ops:
-            if not isinstance(op, _Stop):
-                by_loop.setdefault(op.loop, []).append(op.future)
-        for loop, futures in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(self._reject, futures, reason)
-            except RuntimeError:
-                log.error("event loop closed before %d store failures could be delivered",
-                          len(futures))
-
-    @staticmethod
-    def _reject(futures: list[asyncio.Future[Any]], reason: str) -> None:
-        for future in futures:
-            if not future.done():
-                future.set_exception(StoreError(reason))
+            if isinstance(op, _Append):
+                self._settled(op, StoreError(reason))
+            elif not op.future.done():
+                op.future.set_exception(StoreError(reason))
 
     # ---------------------------------------------------------------- reads
 
