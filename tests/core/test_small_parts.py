@@ -130,3 +130,26 @@ def test_a_room_view_is_the_same_list_until_membership_changes() -> None:
     rooms.remove_member("r", "a")
     assert room.view(False, str.lower) == ["b", "c"]
     assert view == ["a", "b"]  # a list handed out earlier is never changed in place
+
+
+def test_message_ids_are_unique_url_safe_and_differ_in_a_forked_child() -> None:
+    import os
+    import re
+
+    from hubbub.core.message import new_message_id
+
+    ids = [new_message_id() for _ in range(10_000)]  # crosses several reads of the pool
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what would its next ids be?
+        os.close(read)
+        os.write(write, "".join(new_message_id() for _ in range(4)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1000).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    mine = "".join(new_message_id() for _ in range(4))
+    assert len(child) == 64 and child != mine  # not the parent's pooled ids
