@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.client import ProtocolViolation, ReconnectPolicy, wire
-from hubbub.client.connection import ws_url
+from hubbub.client.handshake import ws_url
 from hubbub.client.http import http_base
 from hubbub.client.policy import should_reconnect
 
