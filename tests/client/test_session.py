@@ -255,14 +255,6 @@ def test_rejoin_reports_recovered_counts_then_failures() -> None:
     assert session.position("b") == Position(1, "e9")
 
 
-def test_encoders_omit_what_was_not_given() -> None:
-    assert wire.publish_request("r", None, {"k": 1}) == {"type": "publish", "room": "r",
-                                                         "data": {"k": 1}}
-    assert wire.history_request("r", limit=None, before=4, after=None) == {
-        "type": "history", "room": "r", "before": 4}
-    assert orjson.loads(wire.encode(wire.ping_request(), 7)) == {"type": "ping", "ref": 7}
-
-
 def runtime_imports(node: ast.AST) -> list[str]:
     """The modules `node` imports when it runs (type-only imports do no I/O)."""
     if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and (

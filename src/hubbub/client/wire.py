@@ -130,6 +130,15 @@ def field(obj: Mapping[str, Any], name: str, kind: type[T]) -> T:
     return value
 
 
+def objects(obj: Mapping[str, Any], name: str, what: str) -> list[dict[str, Any]]:
+    """The list `name`, every item of which must be a JSON object (`what` names one)."""
+    items = field(obj, name, list)
+    for item in items:
+        if not isinstance(item, dict):
+            raise ProtocolViolation(f"server sent {what} that is not an object")
+    return items
+
+
 def optional(obj: Mapping[str, Any], name: str, kind: type[T]) -> T | None:
     if obj.get(name) is None:
         return None
@@ -180,21 +189,17 @@ class JoinedRoom:
 
 
 def joined(obj: Mapping[str, Any]) -> tuple[JoinedRoom, ...]:
-    entries = []
-    for item in field(obj, "rooms", list):
-        if not isinstance(item, dict):
-            raise ProtocolViolation("server's joined lists a room that is not an object")
-        entries.append(
-            JoinedRoom(
-                room=field(item, "room", str),
-                offset=field(item, "offset", int),
-                epoch=field(item, "epoch", str),
-                recovered=item.get("recovered", True) is not False,
-                reason=str(item.get("reason") or "unknown"),
-                members=members(item),
-            )
+    return tuple(
+        JoinedRoom(
+            room=field(item, "room", str),
+            offset=field(item, "offset", int),
+            epoch=field(item, "epoch", str),
+            recovered=item.get("recovered", True) is not False,
+            reason=str(item.get("reason") or "unknown"),
+            members=members(item),
         )
-    return tuple(entries)
+        for item in objects(obj, "rooms", "a joined room")
+    )
 
 
 def room_names(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
@@ -230,17 +235,12 @@ def ack(obj: Mapping[str, Any]) -> Ack:
 
 
 def history_page(obj: Mapping[str, Any], own_ids: frozenset[str] | set[str]) -> HistoryPage:
-    items = field(obj, "messages", list)
-    msgs = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise ProtocolViolation("server sent a history entry that is not an object")
-        msgs.append(message(item, own_ids))
+    msgs = tuple(message(item, own_ids) for item in objects(obj, "messages", "a history entry"))
     return HistoryPage(
         room=field(obj, "room", str),
         epoch=field(obj, "epoch", str),
         offset=field(obj, "offset", int),
-        messages=tuple(msgs),
+        messages=msgs,
         has_more=field(obj, "has_more", bool),
     )
 
@@ -259,18 +259,14 @@ def presence(obj: Mapping[str, Any]) -> PresenceEvent:
 
 
 def room_list(obj: Mapping[str, Any]) -> tuple[RoomInfo, ...]:
-    rooms = []
-    for item in field(obj, "rooms", list):
-        if not isinstance(item, dict):
-            raise ProtocolViolation("server sent a room entry that is not an object")
-        rooms.append(
-            RoomInfo(
-                room=field(item, "room", str),
-                members=field(item, "members", int),
-                offset=field(item, "offset", int),
-            )
+    return tuple(
+        RoomInfo(
+            room=field(item, "room", str),
+            members=field(item, "members", int),
+            offset=field(item, "offset", int),
         )
-    return tuple(rooms)
+        for item in objects(obj, "rooms", "a room entry")
+    )
 
 
 def error(obj: Mapping[str, Any]) -> HubbubError:
