@@ -78,6 +78,10 @@ class Output(Generic[W]):
 
 
 class Session(Generic[W]):
+    """One client's session across any number of connections. Call `connected` on each
+    `welcome`, `send` for each request, `receive` for each text frame (in order), and
+    `fail_all` when a connection ends; do what every returned `Output` says."""
+
     def __init__(self, *, nick: str | None = None, token: str | None = None) -> None:
         self.nick = nick
         """As the server last confirmed it (or as asked for, before the first `welcome`)."""
