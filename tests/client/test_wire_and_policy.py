@@ -1,4 +1,5 @@
-"""The sans-I/O parts: frame parsing against hostile input, backoff and close-code rules."""
+"""The sans-I/O parts: frame parsing against hostile input, request encoding, backoff and
+close-code rules, URL normalisation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.client import ProtocolViolation, ReconnectPolicy, wire
-from hubbub.client.connection import ws_url
+from hubbub.client.handshake import ws_url
 from hubbub.client.http import http_base
 from hubbub.client.policy import should_reconnect
 
@@ -23,11 +24,12 @@ json_values = st.recursive(
     max_leaves=20,
 )
 FIELDS = ["type", "room", "offset", "epoch", "id", "from", "sender", "text", "ts", "rooms",
-          "members", "messages", "has_more", "event", "member", "nick", "code", "reason"]
+          "members", "messages", "has_more", "event", "member", "nick", "code", "reason",
+          "recovered", "limits"]
 frames = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=12)
 PARSERS: list[Callable[[dict[str, Any]], object]] = [
-    wire.message, wire.ack, wire.presence, wire.room_list, wire.members,
-    lambda obj: wire.history_page(obj, set()),
+    wire.message, wire.ack, wire.presence, wire.room_list, wire.members, wire.joined,
+    wire.welcome, lambda obj: wire.history_page(obj, set()),
 ]
 
 
@@ -65,6 +67,14 @@ def test_message_field_types_are_checked(bad: dict[str, Any], field: str) -> Non
              "from": "ada", "sender": None, "text": "t", "ts": 5, **bad}
     with pytest.raises(ProtocolViolation, match=repr(field)):
         wire.message(frame)
+
+
+def test_encoders_omit_what_was_not_given() -> None:
+    assert wire.publish_request("r", None, {"k": 1}) == {"type": "publish", "room": "r",
+                                                         "data": {"k": 1}}
+    assert wire.history_request("r", limit=None, before=4, after=None) == {
+        "type": "history", "room": "r", "before": 4}
+    assert orjson.loads(wire.encode(wire.ping_request(), 7)) == {"type": "ping", "ref": 7}
 
 
 def test_backoff_is_full_jitter_capped() -> None:

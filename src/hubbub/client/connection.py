@@ -1,35 +1,29 @@
-"""`Client`: one logical hubbub.v1 session that survives reconnections.
+"""`Client`: the driver that runs one `hubbub.v1` session over WebSockets, reconnecting.
 
-Tasks and invariants:
+The session's state and rules (rooms, positions, exactly-once filtering, members, the
+request/reply table) live in `session.py`, which does no I/O; opening a connection lives in
+`handshake.py`. This module is the asyncio part: it feeds every frame the server sends to
+the session, queues the events the session returns for `async for`, settles the futures of
+the requests it resolves, and supervises the connection.
 
 - One supervisor task owns the WebSocket: it runs the read loop, and when the connection
   drops it decides (close code + `ReconnectPolicy`) whether to reconnect, reconnects with
   backoff, and rejoins every room with `since` before letting requests through again.
-- All client state (rooms, positions, members, nick) is changed only by the read loop, in
-  frame order, so that a reply and the events that follow it on the wire are applied in
-  the order the server sent them (a `joined` is applied before the first message it lets
-  through).
-- `position` of a room is the (offset, epoch) of the last message accepted into the event
-  queue (or the room's offset at join time). A message at or below it in the same epoch is
-  a duplicate and is dropped; the queue survives reconnections, so rejoining with `since =
-  position` gives every message exactly once, in order.
+- Only the read loop feeds the session frames, one at a time, and it emits a frame's events
+  before it reads the next one, so events reach the queue in wire order. The queue survives
+  reconnections, which is what makes the session's exactly-once filtering end to end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 import aiohttp
-import orjson
-import yarl
 
 from hubbub.client import wire
 from hubbub.client.errors import (
@@ -47,59 +41,15 @@ from hubbub.client.events import (
     Member,
     Reconnected,
     Reconnecting,
-    RecoveryFailed,
     RoomInfo,
 )
+from hubbub.client.handshake import FINAL_STATUSES, Handshake, ws_url
 from hubbub.client.policy import ReconnectPolicy, describe_close, should_reconnect
-from hubbub.core.protocol import SUBPROTOCOL
+from hubbub.client.session import Output, Resolution, Session
 
 log = logging.getLogger("hubbub.client")
 
-# History pages can hold history_page_max messages of up to max_frame_bytes each; aiohttp's
-# 4 MiB default would turn a legitimate large page into a dropped connection.
-MAX_INCOMING_FRAME = 16 * 1024 * 1024
-# Refusals that will not change by retrying: bad parameters, token, origin.
-_FINAL_STATUSES = frozenset({400, 401, 403, 404})
-
-Apply = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-@dataclass(slots=True)
-class _Position:
-    offset: int
-    epoch: str
-
-
-@dataclass(slots=True)
-class _Room:
-    position: _Position
-    members: dict[str, Member] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Pending:
-    future: asyncio.Future[Any]
-    kind: str
-    apply: Apply
-
-
-def ws_url(url: str) -> yarl.URL:
-    """Normalise what a user types: http(s) maps to ws(s), a bare host gets `/ws`."""
-    try:
-        parsed = yarl.URL(url)
-    except (ValueError, TypeError) as exc:
-        raise ConnectionFailed(f"bad URL {url!r}: {exc}") from None
-    schemes = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
-    if parsed.scheme not in schemes:
-        raise ConnectionFailed(
-            f"bad URL {url!r}: expected ws://, wss://, http:// or https://"
-        )
-    if not parsed.host:
-        raise ConnectionFailed(f"bad URL {url!r}: no host")
-    parsed = parsed.with_scheme(schemes[parsed.scheme])
-    if parsed.path in ("", "/"):
-        parsed = parsed.with_path("/ws")
-    return parsed
+Waiter = asyncio.Future[Any]
 
 
 class Client:
@@ -135,8 +85,13 @@ class Client:
         max_queue: int = 10_000,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self._url = ws_url(url)
-        self._nick = nick
+        self._handshake = Handshake(
+            url=ws_url(url),
+            origin=origin,
+            headers=dict(headers or {}),
+            timeout=connect_timeout,
+            heartbeat=heartbeat,
+        )
         self._initial_rooms = tuple(rooms)
         if reconnect is True:
             self._policy: ReconnectPolicy | None = ReconnectPolicy()
@@ -144,23 +99,13 @@ class Client:
             self._policy = None
         else:
             self._policy = reconnect
-        self._origin = origin
-        self._token = token
-        self._headers = dict(headers or {})
-        self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._reconnect_wait = reconnect_wait
-        self._heartbeat = heartbeat
-        self._session = session
-        self._own_session = session is None
+        self._http = session
+        self._own_http = session is None
 
+        self._session: Session[Waiter] = Session(nick=nick, token=token)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._connection_id: str | None = None
-        self._own_ids: set[str] = set()
-        self._limits: dict[str, Any] = {}
-        self._rooms: dict[str, _Room] = {}
-        self._pending: dict[int, _Pending] = {}
-        self._refs = itertools.count(1)
         self._events: asyncio.Queue[Event] = asyncio.Queue(max_queue)
         self._connected = asyncio.Event()
         self._done = asyncio.Event()
@@ -185,15 +130,14 @@ class Client:
     async def open(self) -> None:
         """Connect (once, no retry: a first failure is reported at once as
         `ConnectionFailed`) and join the rooms given to `connect`."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
         try:
-            ws, welcome = await self._handshake()
+            ws, welcome = await self._open_websocket()
         except BaseException:
-            await self._close_session()
+            await self._close_http()
             raise
-        self._install(ws, welcome)
-        reader = asyncio.create_task(self._read_loop(ws), name="hubbub-client-reader")
+        reader = self._install(ws, welcome)
         self._supervisor = asyncio.create_task(
             self._supervise(reader), name="hubbub-client-supervisor"
         )
@@ -223,23 +167,23 @@ class Client:
                 await self._supervisor
         self._fail_pending(ConnectionLost("the client was closed"))
         self._done.set()
-        await self._close_session()
+        await self._close_http()
 
-    async def _close_session(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
+    async def _close_http(self) -> None:
+        if self._own_http and self._http is not None:
+            await self._http.close()
 
     # -- public state --------------------------------------------------------------------
 
     @property
     def nick(self) -> str | None:
         """This client's nickname as the server last confirmed it."""
-        return self._nick
+        return self._session.nick
 
     @property
     def connection_id(self) -> str | None:
         """The server's id of the current connection (it changes on every reconnection)."""
-        return self._connection_id
+        return self._session.connection_id
 
     @property
     def connected(self) -> bool:
@@ -248,31 +192,27 @@ class Client:
     @property
     def limits(self) -> Mapping[str, Any]:
         """The server's limits from its `welcome` frame."""
-        return dict(self._limits)
+        return dict(self._session.limits)
 
     @property
     def rooms(self) -> tuple[str, ...]:
         """The rooms this client is in (and rejoins after a reconnection)."""
-        return tuple(self._rooms)
+        return self._session.rooms
 
     def presence(self, room: str) -> tuple[Member, ...]:
         """The members of a joined room, kept current from `joined` and presence events.
         Empty for a room this client is not in."""
-        state = self._rooms.get(room)
-        return tuple(state.members.values()) if state else ()
-
-    def is_own(self, sender: str | None) -> bool:
-        return sender is not None and sender in self._own_ids
+        return self._session.presence(room)
 
     # -- requests --------------------------------------------------------------------
 
     async def join(self, room: str, *more: str) -> None:
         """Join rooms (created on first use). Raises `HubbubError` (`invalid_room`,
         `too_many_rooms`, ...)."""
-        await self._request({"type": "join", "rooms": [room, *more]}, self._apply_joined)
+        await self._request(wire.join_request((room, *more)))
 
     async def leave(self, room: str, *more: str) -> None:
-        await self._request({"type": "leave", "rooms": [room, *more]}, self._apply_left)
+        await self._request(wire.leave_request((room, *more)))
 
     async def send(self, room: str, text: str | None = None, data: Any = None) -> Ack:
         """Publish to a joined room; returns once the server has stored the message.
@@ -280,12 +220,7 @@ class Client:
         If the connection drops before the ack, raises `ConnectionLost`: the message may or
         may not have been stored, and the client does not guess by re-sending it.
         """
-        frame: dict[str, Any] = {"type": "publish", "room": room}
-        if text is not None:
-            frame["text"] = text
-        if data is not None:
-            frame["data"] = data
-        result: Ack = await self._request(frame, _parse_ack)
+        result: Ack = await self._request(wire.publish_request(room, text, data))
         return result
 
     async def history(
@@ -297,64 +232,33 @@ class Client:
         after: int | None = None,
     ) -> HistoryPage:
         """One page of history (default 50, at most the server's `history_page_max`)."""
-        frame: dict[str, Any] = {"type": "history", "room": room}
-        for name, value in (("limit", limit), ("before", before), ("after", after)):
-            if value is not None:
-                frame[name] = value
-
-        async def parse(obj: dict[str, Any]) -> HistoryPage:
-            return wire.history_page(obj, self._own_ids)
-
-        page: HistoryPage = await self._request(frame, parse)
+        request = wire.history_request(room, limit=limit, before=before, after=after)
+        page: HistoryPage = await self._request(request)
         return page
 
     async def set_nick(self, nick: str) -> str:
         """Change nickname; raises `HubbubError` with `invalid_nick` for a bad one."""
-        confirmed: str = await self._request({"type": "nick", "nick": nick}, self._apply_nick)
+        confirmed: str = await self._request(wire.nick_request(nick))
         return confirmed
 
     async def refresh(self, token: str) -> tuple[str, ...]:
         """Replace the connection's token without reconnecting (same subject and nickname);
         later reconnections use it too. Returns the rooms left because the new token does
         not allow reading them. Raises `HubbubError` (`forbidden`) if it is refused."""
-
-        async def apply(obj: dict[str, Any]) -> tuple[str, ...]:
-            left = tuple(str(room) for room in wire.field(obj, "left", list))
-            for room in left:
-                self._rooms.pop(room, None)
-            self._token = token
-            return left
-
-        result: tuple[str, ...] = await self._request({"type": "refresh", "token": token}, apply)
-        return result
+        left: tuple[str, ...] = await self._request(wire.refresh_request(token))
+        return left
 
     async def members(self, room: str) -> tuple[Member, ...]:
         """Ask the server for a room's members (`presence()` answers from local state)."""
-
-        async def parse(obj: dict[str, Any]) -> tuple[Member, ...]:
-            found = wire.members(obj)
-            state = self._rooms.get(room)
-            if state is not None:
-                state.members = {m.id: m for m in found}
-            return found
-
-        result: tuple[Member, ...] = await self._request(
-            {"type": "members", "room": room}, parse
-        )
-        return result
+        found: tuple[Member, ...] = await self._request(wire.members_request(room))
+        return found
 
     async def list_rooms(self) -> tuple[RoomInfo, ...]:
-        async def parse(obj: dict[str, Any]) -> tuple[RoomInfo, ...]:
-            return wire.room_list(obj)
-
-        result: tuple[RoomInfo, ...] = await self._request({"type": "rooms"}, parse)
-        return result
+        found: tuple[RoomInfo, ...] = await self._request(wire.rooms_request())
+        return found
 
     async def ping(self) -> None:
-        async def parse(obj: dict[str, Any]) -> None:
-            return None
-
-        await self._request({"type": "ping"}, parse)
+        await self._request(wire.ping_request())
 
     # -- events ------------------------------------------------------------------------
 
@@ -385,23 +289,32 @@ class Client:
     async def _emit(self, event: Event) -> None:
         await self._events.put(event)
 
+    async def _apply(self, output: Output[Waiter]) -> None:
+        """Do what the session asked for one frame: its events first (they may wait for
+        room in the queue), then the request it answered."""
+        for event in output.events:
+            await self._emit(event)
+        if output.resolved is not None:
+            _settle(output.resolved)
+
     # -- request plumbing --------------------------------------------------------------
 
     async def _request(
-        self, frame: dict[str, Any], apply: Apply, *, wait_connected: bool = True
+        self, request: wire.Request, *, rejoin_attempt: int | None = None
     ) -> Any:
-        kind = str(frame["type"])
-        if wait_connected:
+        """Send `request` and wait for the session to resolve it. A rejoin (`rejoin_attempt`
+        set) is sent at once: it is what makes the client connected again."""
+        kind = str(request["type"])
+        if rejoin_attempt is None:
             await self._wait_connected(kind)
         ws = self._ws
         if ws is None or ws.closed:
             raise ConnectionLost(f"not connected; {kind} was not sent")
-        ref = next(self._refs)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = _Pending(future, kind, apply)
+        future: Waiter = asyncio.get_running_loop().create_future()
+        ref, frame = self._session.send(request, future, rejoin_attempt=rejoin_attempt)
         try:
             try:
-                await ws.send_str(orjson.dumps({**frame, "ref": ref}).decode())
+                await ws.send_str(frame)
             except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
                 raise ConnectionLost(f"connection lost while sending {kind}: {exc}") from exc
             try:
@@ -412,7 +325,7 @@ class Client:
                     f"no reply to {kind} within {self._request_timeout:g} s"
                 ) from None
         finally:
-            self._pending.pop(ref, None)
+            self._session.forget(ref)
 
     async def _wait_connected(self, kind: str) -> None:
         if self._terminal is not None:
@@ -444,97 +357,24 @@ class Client:
         return self._terminal.close_code if isinstance(self._terminal, ConnectionLost) else None
 
     def _fail_pending(self, exc: ClientError) -> None:
-        for pending in list(self._pending.values()):
-            if not pending.future.done():
-                if pending.kind == "publish" and isinstance(exc, ConnectionLost):
-                    detail = ConnectionLost(
-                        f"{exc}; the publish was not acknowledged and may or may not "
-                        "have been stored",
-                        close_code=exc.close_code,
-                    )
-                    pending.future.set_exception(detail)
-                else:
-                    pending.future.set_exception(exc)
-        self._pending.clear()
+        for resolution in self._session.fail_all(exc):
+            _settle(resolution)
 
     # -- connecting --------------------------------------------------------------------
 
-    async def _handshake(self) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
-        assert self._session is not None
-        query = dict(self._url.query)
-        if self._nick is not None:
-            query["nick"] = self._nick
-        if self._token is not None:
-            query["token"] = self._token
-        url = self._url.with_query(query)
-        headers = dict(self._headers)
-        if self._origin is not None:
-            headers["Origin"] = self._origin
-        where = str(self._url)
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                ws = await self._session.ws_connect(
-                    url,
-                    protocols=(SUBPROTOCOL,),
-                    headers=headers,
-                    heartbeat=self._heartbeat,
-                    max_msg_size=MAX_INCOMING_FRAME,
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            message = _refusal(where, exc.status, self._origin)
-            raise ConnectionFailed(message, status=exc.status) from exc
-        except aiohttp.ClientConnectorError as exc:
-            reason = _os_reason(exc)
-            raise ConnectionFailed(f"cannot reach {where}: {reason}") from exc
-        except TimeoutError:
-            raise ConnectionFailed(
-                f"no answer from {where} within {self._connect_timeout:g} s"
-            ) from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise ConnectionFailed(f"cannot connect to {where}: {exc}") from exc
-        try:
-            if ws.protocol != SUBPROTOCOL:
-                raise ConnectionFailed(
-                    f"{where} did not accept the {SUBPROTOCOL} subprotocol; is it a hubbub server?"
-                )
-            welcome = await self._receive_welcome(ws, where)
-        except BaseException:
-            await ws.close()
-            raise
-        return ws, welcome
+    async def _open_websocket(self) -> tuple[aiohttp.ClientWebSocketResponse, wire.Welcome]:
+        assert self._http is not None
+        return await self._handshake.open(
+            self._http, nick=self._session.nick, token=self._session.token
+        )
 
-    async def _receive_welcome(
-        self, ws: aiohttp.ClientWebSocketResponse, where: str
-    ) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                msg = await ws.receive()
-        except TimeoutError:
-            raise ConnectionFailed(
-                f"{where} sent no welcome within {self._connect_timeout:g} s"
-            ) from None
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            raise ConnectionFailed(
-                f"{where} closed the connection before its welcome "
-                f"({describe_close(ws.close_code)})"
-            )
-        try:
-            obj = wire.decode(msg.data)
-            if obj["type"] != "welcome":
-                raise ProtocolViolation(f"first frame is {obj['type']!r}, not welcome")
-            wire.field(obj, "id", str)
-            wire.field(obj, "nick", str)
-        except ProtocolViolation as exc:
-            raise ConnectionFailed(f"{where} is not speaking {SUBPROTOCOL}: {exc}") from exc
-        return obj
-
-    def _install(self, ws: aiohttp.ClientWebSocketResponse, welcome: dict[str, Any]) -> None:
+    def _install(
+        self, ws: aiohttp.ClientWebSocketResponse, welcome: wire.Welcome
+    ) -> asyncio.Task[int | None]:
+        """Make `ws` the connection and start reading it."""
         self._ws = ws
-        self._connection_id = welcome["id"]
-        self._own_ids.add(welcome["id"])
-        self._nick = welcome["nick"]
-        limits = welcome.get("limits")
-        self._limits = limits if isinstance(limits, dict) else {}
+        self._session.connected(welcome)
+        return asyncio.create_task(self._read_loop(ws), name="hubbub-client-reader")
 
     # -- supervisor ----------------------------------------------------------------------
 
@@ -581,15 +421,14 @@ class Client:
             await self._emit(Reconnecting(attempt, delay, error))
             await asyncio.sleep(delay)
             try:
-                ws, welcome = await self._handshake()
+                ws, welcome = await self._open_websocket()
             except ConnectionFailed as exc:
-                if exc.status in _FINAL_STATUSES:
+                if exc.status in FINAL_STATUSES:
                     raise ConnectionLost(f"reconnection refused: {exc}") from exc
                 error = str(exc)
                 log.info("hubbub reconnect attempt %d failed: %s", attempt, error)
                 continue
-            self._install(ws, welcome)
-            reader = asyncio.create_task(self._read_loop(ws), name="hubbub-client-reader")
+            reader = self._install(ws, welcome)
             try:
                 await self._rejoin(attempt)
             except ClientError as exc:
@@ -602,18 +441,11 @@ class Client:
             return reader
 
     async def _rejoin(self, attempt: int) -> None:
-        if not self._rooms:
+        request = self._session.rejoin_request()
+        if request is None:
             await self._emit(Reconnected(attempt, {}))
             return
-        specs = [
-            {"room": room, "since": {"offset": s.position.offset, "epoch": s.position.epoch}}
-            for room, s in self._rooms.items()
-        ]
-
-        async def apply(obj: dict[str, Any]) -> None:
-            await self._apply_joined(obj, rejoin_attempt=attempt)
-
-        await self._request({"type": "join", "rooms": specs}, apply, wait_connected=False)
+        await self._request(request, rejoin_attempt=attempt)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -624,12 +456,13 @@ class Client:
                 msg = await ws.receive()
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     try:
-                        await self._handle(msg.data)
+                        output = self._session.receive(msg.data)
                     except ProtocolViolation as exc:
                         log.error("hubbub server broke the protocol: %s", exc)
                         self._fail_pending(exc)
                         await ws.close(code=1002, message=b"protocol error")
                         return None
+                    await self._apply(output)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     log.error("hubbub server sent a binary frame; closing")
                     self._fail_pending(ProtocolViolation("server sent a binary frame"))
@@ -648,145 +481,18 @@ class Client:
             )
             self._fail_pending(lost)
 
-    async def _handle(self, text: str) -> None:
-        obj = wire.decode(text)
-        kind = obj["type"]
-        ref = obj.get("ref")
-        if kind == "message":
-            await self._on_message(obj)
-        elif kind == "presence":
-            await self._on_presence(obj)
-        elif isinstance(ref, int) and ref in self._pending:
-            pending = self._pending.pop(ref)
-            await self._resolve(pending, obj)
-        elif kind == "error":
-            log.warning(
-                "hubbub server error not matching a waiting request: %s: %s",
-                obj.get("code"),
-                obj.get("reason"),
-            )
-        elif kind in ("joined", "left", "nick_set"):
-            # A late reply (its request timed out): the server did it, so keep state true.
-            late = {"joined": self._apply_joined, "left": self._apply_left,
-                    "nick_set": self._apply_nick}[kind]
-            await late(obj)
-        else:
-            log.debug("hubbub: ignoring %s frame (ref %r)", kind, ref)
 
-    async def _resolve(self, pending: _Pending, obj: dict[str, Any]) -> None:
-        if obj["type"] == "error":
-            result_exc: BaseException = wire.error(obj)
-        else:
-            try:
-                result = await pending.apply(obj)
-            except ProtocolViolation as exc:
-                result_exc = exc
-            else:
-                if not pending.future.done():
-                    pending.future.set_result(result)
-                return
-        if not pending.future.done():
-            pending.future.set_exception(result_exc)
-
-    async def _on_message(self, obj: dict[str, Any]) -> None:
-        msg = wire.message(obj, self._own_ids)
-        state = self._rooms.get(msg.room)
-        if state is None:
-            log.debug("hubbub: dropping message for room %s, not joined", msg.room)
-            return
-        pos = state.position
-        if msg.epoch == pos.epoch and msg.offset <= pos.offset:
-            log.debug("hubbub: dropping duplicate %s@%d", msg.room, msg.offset)
-            return
-        state.position = _Position(msg.offset, msg.epoch)
-        await self._emit(msg)
-
-    async def _on_presence(self, obj: dict[str, Any]) -> None:
-        event = wire.presence(obj)
-        state = self._rooms.get(event.room)
-        if state is None:
-            return
-        if event.event == "leave":
-            state.members.pop(event.member.id, None)
-        else:
-            state.members[event.member.id] = event.member
-        await self._emit(event)
-
-    async def _apply_joined(
-        self, obj: dict[str, Any], rejoin_attempt: int | None = None
-    ) -> tuple[str, ...]:
-        entries = []
-        for item in wire.field(obj, "rooms", list):
-            if not isinstance(item, dict):
-                raise ProtocolViolation("server's joined lists a room that is not an object")
-            entries.append(
-                (
-                    wire.field(item, "room", str),
-                    _Position(wire.field(item, "offset", int), wire.field(item, "epoch", str)),
-                    item.get("recovered", True) is not False,
-                    str(item.get("reason") or "unknown"),
-                    {m.id: m for m in wire.members(item)},
-                )
-            )
-        recovered: dict[str, int] = {}
-        failed: list[tuple[str, str]] = []
-        for room, position, ok, reason, members in entries:
-            state = self._rooms.get(room)
-            if state is None:
-                self._rooms[room] = _Room(position, members)
-                continue
-            state.members = members
-            if not ok:
-                failed.append((room, reason))
-                state.position = position
-            elif rejoin_attempt is not None:
-                recovered[room] = max(0, position.offset - state.position.offset)
-        if rejoin_attempt is not None:
-            await self._emit(Reconnected(rejoin_attempt, recovered))
-        for room, reason in failed:
-            log.warning("hubbub: could not recover room %s: %s", room, reason)
-            await self._emit(RecoveryFailed(room, reason))
-        return tuple(room for room, *_ in entries)
-
-    async def _apply_left(self, obj: dict[str, Any]) -> tuple[str, ...]:
-        rooms = tuple(str(r) for r in wire.field(obj, "rooms", list))
-        for room in rooms:
-            self._rooms.pop(room, None)
-        return rooms
-
-    async def _apply_nick(self, obj: dict[str, Any]) -> str:
-        nick = wire.field(obj, "nick", str)
-        self._nick = nick
-        me = self._connection_id
-        for state in self._rooms.values():
-            if me is not None and me in state.members:
-                state.members[me] = Member(me, nick)
-        return nick
-
-
-async def _parse_ack(obj: dict[str, Any]) -> Ack:
-    return wire.ack(obj)
-
-
-def _refusal(where: str, status: int, origin: str | None) -> str:
-    if status == 403:
-        sent = f"origin {origin!r}" if origin else "this origin"
-        return f"{where} refused the handshake (403 Forbidden): {sent} is not allowed"
-    if status == 401:
-        return f"{where} refused the handshake (401 Unauthorized): a valid token is required"
-    if status == 400:
-        return f"{where} refused the handshake (400 Bad Request): check the nick and token"
-    if status == 404:
-        return f"{where} has no WebSocket endpoint (404 Not Found)"
-    return f"{where} refused the handshake with HTTP {status}"
+def _settle(resolution: Resolution[Waiter]) -> None:
+    # The waiter may be gone already: its request timed out or was cancelled.
+    future = resolution.waiter
+    if future.done():
+        return
+    if resolution.error is not None:
+        future.set_exception(resolution.error)
+    else:
+        future.set_result(resolution.result)
 
 
 def connect(url: str, **options: Any) -> Client:
     """`async with connect(url, nick=..., reconnect=...) as chat:`; see `Client`."""
     return Client(url, **options)
-
-
-def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
-    # aiohttp's strerror is "Connect call failed (...)"; the errno's text says why.
-    errno = exc.os_error.errno
-    return os.strerror(errno) if errno else str(exc.os_error) or str(exc)

@@ -14,6 +14,12 @@ never having reached a server that could say anything.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import aiohttp
+
 
 class ClientError(Exception):
     """Base class of everything the hubbub client raises on purpose."""
@@ -39,6 +45,14 @@ class ConnectionFailed(ClientError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def unreachable(where: object, exc: aiohttp.ClientConnectorError) -> ConnectionFailed:
+    """The error for a server that could not be reached at all (WebSocket or HTTP)."""
+    # aiohttp's strerror is "Connect call failed (...)"; the errno's text says why.
+    errno = exc.os_error.errno
+    reason = os.strerror(errno) if errno else str(exc.os_error) or str(exc)
+    return ConnectionFailed(f"cannot reach {where}: {reason}")
 
 
 class ConnectionLost(ClientError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import aiohttp
@@ -11,7 +10,7 @@ import orjson
 import yarl
 
 from hubbub.client import wire
-from hubbub.client.errors import ConnectionFailed, HubbubError, ProtocolViolation
+from hubbub.client.errors import ConnectionFailed, HubbubError, ProtocolViolation, unreachable
 from hubbub.client.events import Ack
 from hubbub.core.names import ROOM_RULE, is_valid_room
 
@@ -75,8 +74,7 @@ async def publish(
                 raw = await resp.read()
                 status = resp.status
     except aiohttp.ClientConnectorError as exc:
-        reason = _os_reason(exc)
-        raise ConnectionFailed(f"cannot reach {base}: {reason}") from exc
+        raise unreachable(base, exc) from exc
     except TimeoutError:
         raise ConnectionFailed(f"no answer from {base} within {request_timeout:g} s") from None
     except aiohttp.ClientError as exc:
@@ -101,8 +99,3 @@ def _answer(status: int, raw: bytes, endpoint: yarl.URL) -> Ack:
         raise ProtocolViolation(f"{endpoint} answered {status} without a JSON object")
     return wire.ack(obj)
 
-
-def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
-    # aiohttp's strerror is "Connect call failed (...)"; the errno's text says why.
-    errno = exc.os_error.errno
-    return os.strerror(errno) if errno else str(exc.os_error) or str(exc)
