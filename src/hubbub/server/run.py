@@ -114,8 +114,16 @@ def configure_logging(settings: Settings) -> None:
     logs.install()
 
 
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
+The SQLite writer thread retakes the GIL after every statement; while the event loop thread
+writes to a thousand sockets it gives the GIL up only when this interval runs out, so each
+commit waited up to 5 ms for it (docs/storage.md, "Where the stalls came from")."""
+
+
 def serve(settings: Settings) -> int:
     configure_logging(settings)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop_factory = None
     try:
         import uvloop

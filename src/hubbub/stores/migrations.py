@@ -52,6 +52,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "rooms.last_offset follows the messages inserted",
+        (
+            # So that a commit of messages into rooms that already exist is ONE statement,
+            # its own transaction: the writer thread retakes the GIL once per statement,
+            # and each retake may wait for the event loop's switch interval
+            # (docs/storage.md, "Where the stalls came from").
+            """
+            CREATE TRIGGER messages_advance_room AFTER INSERT ON messages
+            BEGIN
+                UPDATE rooms SET last_offset = NEW.offset
+                WHERE name = NEW.room AND last_offset < NEW.offset;
+            END
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
