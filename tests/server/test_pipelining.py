@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.message import Draft, Message
@@ -236,7 +237,7 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
 
     hub = Hub(HeldStore(), make_delivery("auto", 1 << 22), Limits(rate_per_second=0))
     sock = MemorySocket()
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", plain=False)
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
     total = MAX_IN_FLIGHT + 8
 
