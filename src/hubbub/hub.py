@@ -5,7 +5,7 @@ every stored message to `Hub.deliver`, in offset order, in the same step in whic
 state counts it; `deliver` encodes it once per wire format present in the room (each
 connection's codec, `hubbub.core.codec`) and hands each payload to that format's members
 through the delivery engine, and buffers it for members that are still joining. Every
-event's shape is `hubbub.core.events`'. The aiohttp adapter (`hubbub.server`) only moves
+event is built by `hubbub.core.events`. The aiohttp adapter (`hubbub.server`) only moves
 frames between sockets and `Connection.handle_text`.
 """
 
@@ -339,7 +339,6 @@ class Hub:
                     log.warning("connection %s fell %d messages behind while joining %r",
                                 conn.id, RECOVERY_MAX, room.name)
                     self._abandon(conn, room.name, CloseCode.TOO_SLOW, "too slow")
-            # Encoded once per wire format per room, never per recipient.
             for wire, members in room.live.items():
                 if members:
                     self.delivery.fanout(room.view(wire, _outlet),
@@ -399,19 +398,19 @@ class Hub:
                       state: RoomState) -> tuple[events.JoinedRoom, int]:
         """The room's `joined` entry, and the offset after which the replay starts (the
         replay ends at the boundary, `state.offset`)."""
-        if spec.history is not None:
-            return (events.JoinedRoom(spec.room, state),
-                    max(state.offset - spec.history, state.first_offset - 1))
+        reason: str | None = None
         since = spec.since
-        if since is None:
-            return events.JoinedRoom(spec.room, state), state.offset
-        reason = _mismatch(since, state)
-        if reason is None and (since.offset + 1 < state.first_offset
-                               or state.offset - since.offset > RECOVERY_MAX):
-            reason = "history_truncated"
-        if reason is not None:
-            return events.JoinedRoom(spec.room, state, reason), state.offset
-        return events.JoinedRoom(spec.room, state), since.offset
+        if spec.history is not None:
+            after = max(state.offset - spec.history, state.first_offset - 1)
+        elif since is None:
+            after = state.offset
+        else:
+            reason = _mismatch(since, state)
+            if reason is None and (since.offset + 1 < state.first_offset
+                                   or state.offset - since.offset > RECOVERY_MAX):
+                reason = "history_truncated"
+            after = state.offset if reason is not None else since.offset
+        return events.JoinedRoom(spec.room, state, reason), after
 
     async def _catch_up(self, conn: Connection, owed: _CatchUp) -> None:
         """Replay the stored messages owed, page by page, then what was delivered

@@ -37,8 +37,9 @@ they send is published to it."""
 
 class Wire(enum.StrEnum):
     """A connection's wire format. Rooms keep their live members apart by it, and the
-    delivery engine's audience keys are `(room name, Wire)`, so that a message is encoded
-    once per format per room, never per recipient.
+    delivery engine's audience keys are `(room name, Wire)`, so that `Hub.deliver` encodes
+    a message once per format per room, never per recipient, and hands each format's
+    members one payload without a per-recipient branch.
 
     A `StrEnum` because those keys are hashed on every fan-out: a plain `Enum` hashes in
     Python (`Enum.__hash__`), a `StrEnum` with `str`'s C hash, about three times faster."""

@@ -25,9 +25,8 @@ def _by_wire() -> dict[Wire, dict[str, Any]]:
 
 @dataclass(slots=True)
 class Room(Generic[M, P]):
-    """Live members are kept apart by wire format (`live[Wire.JSON]`, `live[Wire.PLAIN]`),
-    so that fan-out hands each group its one pre-encoded payload without a per-recipient
-    branch."""
+    """Live members are kept apart by wire format (`live[Wire.JSON]`, `live[Wire.PLAIN]`;
+    see `Wire` for why)."""
 
     name: str
     live: dict[Wire, dict[str, M]] = field(default_factory=_by_wire)
