@@ -102,6 +102,8 @@ def test_replies_put_type_then_ref_then_their_fields() -> None:
 
 
 def test_an_error_has_its_ref_and_retry_after_only_when_given() -> None:
+    assert wire(events.error_body("unauthorized", "no")) == (
+        b'{"code":"unauthorized","reason":"no"}')
     assert wire(events.error(ErrorCode.NOT_JOINED, "join first", 3)) == (
         b'{"type":"error","code":"not_joined","reason":"join first","ref":3}')
     assert wire(events.error(ErrorCode.BINARY_NOT_SUPPORTED, "send JSON")) == (

@@ -172,10 +172,18 @@ def pong(ref: Ref | None) -> Event:
     return _event("pong", ref, {})
 
 
+def error_body(code: str, reason: str) -> Event:
+    """A refusal: every HTTP error answer, and the body of `error`. `code` is an
+    `ErrorCode`'s value, or one of the HTTP layer's own (docs/http-api.md)."""
+    return {"code": code, "reason": reason}
+
+
 def error(code: ErrorCode, reason: str, ref: Ref | None = None, *,
           retry_after: int | None = None) -> Event:
-    """A refused request; `retry_after` (milliseconds) only for `rate_limited`."""
-    event: Event = {"type": "error", "code": code.value, "reason": reason}
+    """A refused request; `retry_after` (milliseconds) only for `rate_limited`. The `ref`
+    follows the body here, unlike in replies, as clients have always seen it."""
+    event: Event = {"type": "error"}
+    event.update(error_body(code.value, reason))
     if ref is not None:
         event["ref"] = ref
     if retry_after is not None:
