@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from hubbub.core import protocol as p
+from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.store import HistoryPage, RoomState
@@ -39,9 +40,10 @@ def make_hub(strategy: str = "auto", store: MemoryStore | None = None) -> Hub:
     return Hub(store or MemoryStore(), make_delivery(strategy, 1 << 22), limits)
 
 
-def connect(hub: Hub, nick: str = "n", plain: bool = False) -> tuple[Connection, MemorySocket]:
+def connect(hub: Hub, nick: str = "n",
+            wire: Wire = Wire.JSON) -> tuple[Connection, MemorySocket]:
     sock = MemorySocket()
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick=nick, plain=plain)
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick=nick, wire=wire)
     return conn, sock
 
 
@@ -172,7 +174,7 @@ async def test_presence_goes_to_others_not_to_self() -> None:
 
 async def test_plain_and_json_members_share_a_room() -> None:
     hub = make_hub()
-    plain, plain_sock = connect(hub, "ann", plain=True)
+    plain, plain_sock = connect(hub, "ann", Wire.PLAIN)
     await hub.join(plain, p.Join((p.JoinSpec("lobby"),)))
     json_conn, json_sock = connect(hub, "joe")
     await request(json_conn, type="join", rooms=["lobby"])
@@ -265,9 +267,9 @@ async def test_a_replay_that_fails_leaves_no_half_joined_member() -> None:
     assert of_type(sock, "joined")[0]["rooms"][0]["recovered"] is True
     assert [e["offset"] for e in of_type(sock, "message")] == list(range(1, 8))  # one page
     assert sock.close_codes == [1011]  # so that the client reconnects and recovers
-    assert conn.rooms == () and hub.rooms.get("r") is None
+    assert conn.joined == () and hub.registry.get("r") is None
     await hub.publish("r", text="after")  # nothing is buffered for it any more
-    assert hub.rooms.get("r") is None
+    assert hub.registry.get("r") is None
 
 
 async def test_a_replay_waits_for_each_page_to_leave_before_reading_the_next() -> None:
@@ -308,7 +310,7 @@ async def test_a_member_that_falls_too_far_behind_while_joining_is_closed(
     assert sock.slow_closed == 1
     sock.release()  # its close unblocks the replay, which then stops
     await joining
-    assert conn.rooms == () and hub.rooms.get("r") is None
+    assert conn.joined == () and hub.registry.get("r") is None
 
 
 async def test_in_process_publishes_of_data_that_cannot_go_out_store_nothing() -> None:

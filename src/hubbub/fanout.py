@@ -281,9 +281,10 @@ class AutoDelivery(Delivery):
 
     def fanout(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
-        """`audience` names a stable recipient set (a room's members of one wire format):
-        consecutive messages passed the same `outlets` list with the same key share writes
-        even when other operations came in between."""
+        """`audience` names a stable recipient set (the hub's key is `(room name, Wire)`:
+        a room's live members of one wire format): consecutive messages passed the same
+        `outlets` list with the same key share writes even when other operations came in
+        between."""
         members = outlets if isinstance(outlets, list) else list(outlets)
         count = len(members)
         self.deliveries += count

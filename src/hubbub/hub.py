@@ -2,10 +2,11 @@
 
 One message's path: `Hub.publish` stores it (the store assigns its offset); the store hands
 every stored message to `Hub.deliver`, in offset order, in the same step in which its room's
-state counts it; `deliver` hands one JSON payload to the room's JSON members and one
-plain-text payload to its plain-text members through the delivery engine, and buffers it
-for members that are still joining. The aiohttp adapter (`hubbub.server`) only moves frames
-between sockets and `Connection.handle_text`.
+state counts it; `deliver` encodes it once per wire format present in the room (each
+connection's codec, `hubbub.core.codec`) and hands each payload to that format's members
+through the delivery engine, and buffers it for members that are still joining. Every
+event is built by `hubbub.core.events`. The aiohttp adapter (`hubbub.server`) only moves
+frames between sockets and `Connection.handle_text`.
 """
 
 from __future__ import annotations
@@ -20,20 +21,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from hubbub.core import grants
+from hubbub.core import events, grants
 from hubbub.core import protocol as p
+from hubbub.core.codec import CODECS, Codec, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Action, Identity, Session
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.rooms import Room, Rooms
+from hubbub.core.rooms import Room, RoomRegistry
 from hubbub.core.store import MessageStore, Outcome, RoomState, StoreError, settle
 from hubbub.fanout import Delivery, Outlet, Payload
 
 log = logging.getLogger("hubbub.hub")
 
-LOBBY = "lobby"
 LOGGED_REFUSALS = 10
 """Refusals logged per connection before only every 100th is: a client sending garbage in
 a loop must not be able to flood the log."""
@@ -81,7 +82,8 @@ class _Pending:
 
 
 class Connection:
-    """One client, JSON or plain text, as the hub sees it.
+    """One client, as the hub sees it; its `codec` (chosen at connect time) reads its
+    frames and writes its events, in whichever wire format it speaks.
 
     Publishes are pipelined: each one (a JSON `publish`, or a line from a plain-text client)
     is submitted to the store at once, without waiting for the ones before it, and
@@ -100,18 +102,19 @@ class Connection:
 
     # One per connection, so no __dict__ and nothing made before it is needed: see "Idle
     # connections" in docs/performance.md.
-    __slots__ = ("_answered", "_pending", "_pending_bytes", "hub", "id", "limiter", "nick",
-                 "outlet", "plain", "refusals", "rooms", "session")
+    __slots__ = ("_answered", "_pending", "_pending_bytes", "codec", "hub", "id", "joined",
+                 "limiter", "nick", "outlet", "refusals", "session")
 
-    def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, plain: bool) -> None:
+    def __init__(self, hub: Hub, outlet: Outlet, *, nick: str, codec: Codec) -> None:
         self.hub = hub
         self.id = new_connection_id()
         self.nick = nick
-        self.plain = plain
+        self.codec = codec
         self.outlet = outlet
-        # A tuple, replaced on join and leave: read far more often than changed, and a few
-        # names at most (a set costs 216 bytes even when empty, a tuple of one 48).
-        self.rooms: tuple[str, ...] = ()
+        # The names of the rooms it has joined (or is joining). A tuple, replaced on join
+        # and leave: read far more often than changed, and a few names at most (a set costs
+        # 216 bytes even when empty, a tuple of one 48).
+        self.joined: tuple[str, ...] = ()
         # Made on the first request. Exact: a bucket starts full and never holds more than
         # `burst`, so one made at connect time would still be full by then.
         self.limiter: TokenBucket | None = None
@@ -124,15 +127,19 @@ class Connection:
         # Set by the server for a connection opened with a token: what it may do.
         self.session: Session | None = None
 
-    def member(self) -> dict[str, str]:
-        return {"id": self.id, "nick": self.nick}
+    def member(self) -> events.Event:
+        return events.member(self.id, self.nick)
 
-    async def send(self, data: bytes) -> None:
-        await self.hub.delivery.send(self.outlet, Payload(data))
+    async def send(self, data: bytes | None) -> None:
+        """Send one frame. None (an event this connection's codec has no form for, such as
+        a plain-text client's ack) sends nothing."""
+        if data is not None:
+            await self.hub.delivery.send(self.outlet, Payload(data))
 
-    def reply(self, data: bytes) -> None:
-        """Send without waiting (from the store's commit step)."""
-        self.hub.delivery.reply(self.outlet, Payload(data))
+    def reply(self, data: bytes | None) -> None:
+        """`send` without waiting (from the store's commit step)."""
+        if data is not None:
+            self.hub.delivery.reply(self.outlet, Payload(data))
 
     async def handle_text(self, text: str) -> None:
         """One text frame from this client. Never raises: failures become replies that
@@ -147,17 +154,13 @@ class Connection:
             limiter = self.limiter = TokenBucket(limits.rate_per_second, limits.rate_burst, now)
         wait = limiter.take(now)
         if wait:
-            ref = None if self.plain else p.peek_ref(text)
+            ref = self.codec.peek_ref(text)
             await self.settle()
             self._refuse(ErrorCode.RATE_LIMITED, "too many requests", ref,
-                               retry_after=int(wait * 1000) + 1)
+                         retry_after=int(wait * 1000) + 1)
             return
         try:
-            if self.plain:
-                p.validate_body(text, None, self.hub.limits)
-                request: p.Request = p.Publish(LOBBY, text, None, None)
-            else:
-                request = p.parse_request(text, self.hub.limits)
+            request = self.codec.decode(text, self.hub.limits)
         except Exception as exc:
             await self.settle()
             self._answer_failure(exc, None)
@@ -205,10 +208,7 @@ class Connection:
             self._pending_bytes -= entry.size
             answered = True
             if isinstance(outcome, Message):
-                if not self.plain:
-                    self.reply(p.reply("ack", entry.ref, room=outcome.room, id=outcome.id,
-                                       offset=outcome.offset, epoch=outcome.epoch,
-                                       ts=outcome.ts))
+                self.reply(self.codec.ack(outcome, entry.ref))
             else:
                 self._answer_failure(outcome, entry.ref)
         waiting = self._answered
@@ -229,22 +229,19 @@ class Connection:
         elif isinstance(exc, StoreError):
             log.error("store failed for connection %s: %s", self.id, exc)
             self._refuse(ErrorCode.UNAVAILABLE,
-                             "the message store is unavailable; nothing was stored", ref)
+                         "the message store is unavailable; nothing was stored", ref)
         else:
             log.error("request from connection %s failed", self.id, exc_info=exc)
             self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
 
     def _refuse(self, code: ErrorCode, reason: str, ref: p.Ref | None,
-                    **extra: Any) -> None:
+                retry_after: int | None = None) -> None:
         self.refusals += 1
         self.hub.refused[code] = self.hub.refused.get(code, 0) + 1
         if self.refusals <= LOGGED_REFUSALS or self.refusals % 100 == 0:
             log.info("connection %s (%s): refused #%d: %s: %s", self.id, self.nick,
                      self.refusals, code.value, reason)
-        if self.plain:
-            self.reply(f"error: {reason}".encode())
-        else:
-            self.reply(p.error_event(code, reason, ref, **extra))
+        self.reply(self.codec.error(code, reason, ref, retry_after=retry_after))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +261,7 @@ class Hub:
         self.max_total_rooms = max_total_rooms
         self.delivery = delivery
         self.limits = limits
-        self.rooms: Rooms[Connection, Message] = Rooms()
+        self.registry: RoomRegistry[Connection, Message] = RoomRegistry()
         self.connections: dict[str, Connection] = {}
         self.published = 0
         store.listen(self.deliver)
@@ -272,14 +269,14 @@ class Hub:
 
     # --- connections ---------------------------------------------------------------------
 
-    def connect(self, outlet: Outlet, *, nick: str, plain: bool) -> Connection:
-        conn = Connection(self, outlet, nick=nick, plain=plain)
+    def connect(self, outlet: Outlet, *, nick: str, wire: Wire) -> Connection:
+        conn = Connection(self, outlet, nick=nick, codec=CODECS[wire])
         self.connections[conn.id] = conn
         return conn
 
     async def disconnect(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
-        for room in list(conn.rooms):
+        for room in list(conn.joined):
             await self._leave(conn, room)
         await conn.outlet.close()
 
@@ -293,23 +290,26 @@ class Hub:
                 await self.join(conn, request)
             case p.Leave(rooms, ref):
                 for room in rooms:
-                    if room in conn.rooms:
+                    if room in conn.joined:
                         await self._leave(conn, room)
-                await conn.send(p.reply("left", ref, rooms=list(rooms)))
+                await conn.send(conn.codec.event(events.left(ref, rooms)))
             case p.Nick(nick, ref):
                 await self.set_nick(conn, nick)
-                await conn.send(p.reply("nick_set", ref, nick=nick))
-            case p.History():
-                await self._history(conn, request)
+                await conn.send(conn.codec.event(events.nick_set(ref, nick)))
+            case p.History(room, limit, before, after, ref):
+                grants.check(conn.session, Action.READ, (room,))
+                page = await self.history(room, after=after, before=before, limit=limit)
+                await conn.send(conn.codec.event(events.history_page(ref, page)))
             case p.Members(room, ref):
                 grants.check(conn.session, Action.PRESENCE, (room,))
-                await conn.send(p.reply("member_list", ref, room=room,
-                                        members=self.members(room)))
-            case p.Rooms(ref, after, limit):
-                page, more = await self.room_list(after=after, limit=limit, who=conn.session)
-                await conn.send(p.reply("room_list", ref, rooms=page, has_more=more))
+                await conn.send(conn.codec.event(events.member_list(ref, room,
+                                                                    self.members(room))))
+            case p.RoomList(ref, after, limit):
+                entries, more = await self.room_list(after=after, limit=limit,
+                                                     who=conn.session)
+                await conn.send(conn.codec.event(events.room_list(ref, entries, more)))
             case p.Ping(ref):
-                await conn.send(p.reply("pong", ref))
+                await conn.send(conn.codec.event(events.pong(ref)))
             case p.Refresh():
                 await self.refresh(conn, request)
 
@@ -318,7 +318,7 @@ class Hub:
         """`submit` for a client's publish, after checking that it may; raises
         `ProtocolError` (then nothing was submitted)."""
         grants.check(conn.session, Action.PUBLISH, (room,))
-        if room not in conn.rooms:
+        if room not in conn.joined:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
         self.submit(room, text=text, data=data, nick=conn.nick, sender=conn.id, then=then)
 
@@ -332,7 +332,7 @@ class Hub:
         p.validate_data(data)
 
         def settled(outcome: Message | StoreError) -> None:
-            if isinstance(outcome, StoreError) and self.rooms.get(room) is None:
+            if isinstance(outcome, StoreError) and self.registry.get(room) is None:
                 self.store.discard(room)  # a new room whose first message failed
             then(outcome)
 
@@ -357,7 +357,7 @@ class Hub:
         if messages:
             self.delivery.published(messages[0].ts / 1000)  # the batch's oldest, in order
         for message in messages:
-            room = self.rooms.get(message.room)
+            room = self.registry.get(message.room)
             if room is None:
                 continue
             if room.joining:
@@ -365,12 +365,11 @@ class Hub:
                     log.warning("connection %s fell %d messages behind while joining %r",
                                 conn.id, RECOVERY_MAX, room.name)
                     self._abandon(conn, room.name, CloseCode.TOO_SLOW, "too slow")
-            if room.live:
-                self.delivery.fanout(room.view(False, _outlet), Payload(message.to_json()),
-                                     (room.name, False))
-            if room.live_plain:
-                self.delivery.fanout(room.view(True, _outlet),
-                                     Payload(message.to_plain().encode()), (room.name, True))
+            for wire, members in room.live.items():
+                if members:
+                    self.delivery.fanout(room.view(wire, _outlet),
+                                         Payload(CODECS[wire].message(message)),
+                                         (room.name, wire))
 
     # --- rooms -----------------------------------------------------------------------------
 
@@ -383,65 +382,61 @@ class Hub:
         `history` reads it) and every message above it is delivered after (so the member
         has it buffered, and then live). Nothing at or below the boundary is sent live.
         """
-        grants.check(conn.session, Action.READ, (spec.room for spec in request.rooms))
-        new_rooms = {spec.room for spec in request.rooms}.difference(conn.rooms)
-        if len(conn.rooms) + len(new_rooms) > self.limits.max_rooms:
+        grants.check(conn.session, Action.READ, (spec.room for spec in request.specs))
+        new_rooms = {spec.room for spec in request.specs}.difference(conn.joined)
+        if len(conn.joined) + len(new_rooms) > self.limits.max_rooms:
             raise p.ProtocolError(
                 ErrorCode.TOO_MANY_ROOMS,
                 f"a connection may be in at most {self.limits.max_rooms} rooms",
                 request.ref,
             )
-        entries: list[dict[str, Any]] = []
+        entries: list[events.JoinedRoom] = []
         owed: list[_CatchUp] = []
         try:
-            for spec in request.rooms:
-                if spec.room in conn.rooms:
+            for spec in request.specs:
+                if spec.room in conn.joined:
                     # Already live there: nothing to replay, but a `since` from another
                     # epoch (or the future) still means the client's copy is wrong.
                     state = await self._state(spec.room)
-                    entry = self._entry(spec.room, state)
                     reason = None if spec.since is None else _mismatch(spec.since, state)
-                    if reason is not None:
-                        entry.update(recovered=False, reason=reason)
-                    entries.append(entry)
+                    entries.append(events.JoinedRoom(spec.room, state, reason))
                     continue
                 # Collect deliveries first, then read the boundary (as of the end of
                 # `_state`): every message above it is then sure to be buffered.
-                self.rooms.get_or_create(spec.room).begin_join(conn.id, conn, plain=conn.plain)
-                conn.rooms = (*conn.rooms, spec.room)
+                self.registry.get_or_create(spec.room).begin_join(conn.id, conn,
+                                                                  conn.codec.wire)
+                conn.joined = (*conn.joined, spec.room)
                 state = await self._state(spec.room)
                 entry, after = self._replay_start(spec, state)
                 entries.append(entry)
                 owed.append(_CatchUp(spec.room, after, state.offset))
         except BaseException:
-            for room in new_rooms.intersection(conn.rooms):
+            for room in new_rooms.intersection(conn.joined):
                 self._remove_member(room, conn)
-            conn.rooms = tuple(room for room in conn.rooms if room not in new_rooms)
+            conn.joined = tuple(room for room in conn.joined if room not in new_rooms)
             raise
-        if not conn.plain:
-            entries = [{**entry, "members": self.members(entry["room"], including=conn)}
-                       for entry in entries]
-            await conn.send(p.reply("joined", request.ref, rooms=entries))
+        await conn.send(conn.codec.joined(
+            request.ref, entries, lambda room: self.members(room, including=conn)))
         for catch_up in owed:
             await self._catch_up(conn, catch_up)
 
-    def _replay_start(self, spec: p.JoinSpec, state: RoomState) -> tuple[dict[str, Any], int]:
+    def _replay_start(self, spec: p.JoinSpec,
+                      state: RoomState) -> tuple[events.JoinedRoom, int]:
         """The room's `joined` entry, and the offset after which the replay starts (the
         replay ends at the boundary, `state.offset`)."""
-        entry = self._entry(spec.room, state)
-        if spec.history is not None:
-            return entry, max(state.offset - spec.history, state.first_offset - 1)
+        reason: str | None = None
         since = spec.since
-        if since is None:
-            return entry, state.offset
-        reason = _mismatch(since, state)
-        if reason is None and (since.offset + 1 < state.first_offset
-                               or state.offset - since.offset > RECOVERY_MAX):
-            reason = "history_truncated"
-        if reason is not None:
-            entry.update(recovered=False, reason=reason)
-            return entry, state.offset
-        return entry, since.offset
+        if spec.history is not None:
+            after = max(state.offset - spec.history, state.first_offset - 1)
+        elif since is None:
+            after = state.offset
+        else:
+            reason = _mismatch(since, state)
+            if reason is None and (since.offset + 1 < state.first_offset
+                                   or state.offset - since.offset > RECOVERY_MAX):
+                reason = "history_truncated"
+            after = state.offset if reason is not None else since.offset
+        return events.JoinedRoom(spec.room, state, reason), after
 
     async def _catch_up(self, conn: Connection, owed: _CatchUp) -> None:
         """Replay the stored messages owed, page by page, then what was delivered
@@ -468,7 +463,7 @@ class Hub:
                 after = messages[-1].offset
                 await self.delivery.drain(conn.outlet)
             while True:
-                room = self.rooms.get(name)
+                room = self.registry.get(name)
                 if room is None or conn.id not in room.joining:
                     return
                 # The buffer began before the boundary was read, so it may start with
@@ -495,12 +490,12 @@ class Hub:
         self._announce(conn, name, "join")
 
     def _joining(self, conn: Connection, name: str) -> bool:
-        room = self.rooms.get(name)
+        room = self.registry.get(name)
         return room is not None and conn.id in room.joining
 
     def _abandon(self, conn: Connection, name: str, code: CloseCode, reason: str) -> None:
         self._remove_member(name, conn)
-        conn.rooms = tuple(room for room in conn.rooms if room != name)
+        conn.joined = tuple(room for room in conn.joined if room != name)
         conn.outlet.socket.close_with(code, reason)
 
     async def _state(self, room: str) -> RoomState:
@@ -513,22 +508,17 @@ class Hub:
     def _remove_member(self, room: str, conn: Connection) -> Connection | None:
         """Take `conn` out of `room`; a room left empty that never had a message is
         forgotten by the store too, so joining leaves no trace."""
-        member = self.rooms.remove_member(room, conn.id)
-        if self.rooms.get(room) is None:
+        member = self.registry.remove_member(room, conn.id)
+        if self.registry.get(room) is None:
             self.store.discard(room)
         return member
 
-    @staticmethod
-    def _entry(room: str, state: RoomState) -> dict[str, Any]:
-        return {"room": room, "epoch": state.epoch, "offset": state.offset, "recovered": True}
-
     async def _replay(self, conn: Connection, messages: Sequence[Message]) -> None:
         for message in messages:
-            data = message.to_plain().encode() if conn.plain else message.to_json()
-            await conn.send(data)
+            await conn.send(conn.codec.message(message))
 
     async def _leave(self, conn: Connection, room: str) -> None:
-        conn.rooms = tuple(name for name in conn.rooms if name != room)
+        conn.joined = tuple(name for name in conn.joined if name != room)
         if self._remove_member(room, conn) is not None:
             self._announce(conn, room, "leave")
 
@@ -537,20 +527,26 @@ class Hub:
         old = conn.nick
         conn.nick = nick
         if old != nick:
-            for room in conn.rooms:
+            for room in conn.joined:
                 self._announce(conn, room, "nick", old_nick=old)
 
-    def _announce(self, conn: Connection, room_name: str, event: str, **extra: Any) -> None:
-        room = self.rooms.get(room_name)
+    def _announce(self, conn: Connection, room_name: str, kind: str,
+                  old_nick: str | None = None) -> None:
+        room = self.registry.get(room_name)
         if room is None:
             return
-        others = [c.outlet for c in room.live.values() if c is not conn]
-        if others:
-            data = p.encode({"type": "presence", "room": room_name, "event": event,
-                             "member": conn.member(), **extra})
-            # Same audience key as the room's messages: this list differs from the room's
-            # view, so messages after this event cannot be written ahead of it.
-            self.delivery.fanout(others, Payload(data), (room_name, False))
+        who = conn.member()
+        for wire, members in room.live.items():
+            if not members:
+                continue
+            data = CODECS[wire].presence(room_name, kind, who, old_nick)
+            if data is None:
+                continue  # this wire format carries no presence
+            others = [c.outlet for c in members.values() if c is not conn]
+            if others:
+                # Same audience key as the room's messages: this list differs from the
+                # room's view, so messages after this event cannot be written ahead of it.
+                self.delivery.fanout(others, Payload(data), (room_name, wire))
 
     async def refresh(self, conn: Connection, request: p.Refresh) -> None:
         """Swap in a new token (same subject); rooms it no longer allows reading are left."""
@@ -558,16 +554,17 @@ class Hub:
             raise p.ProtocolError(ErrorCode.BAD_REQUEST,
                                   "this connection was not opened with a token")
         identity = conn.session.refresh(request.token)
-        left = [room for room in conn.rooms if not identity.grants.allows(Action.READ, room)]
+        left = [room for room in conn.joined if not identity.grants.allows(Action.READ, room)]
         for room in left:
             await self._leave(conn, room)
         expires: float | None = identity.expires
         if expires is not None and expires.is_integer():
             expires = int(expires)  # as the token had it: `exp` is whole seconds
-        await conn.send(p.reply("refreshed", request.ref, expires=expires, left=left))
+        await conn.send(conn.codec.event(events.refreshed(request.ref, expires, left)))
 
-    def members(self, room_name: str, including: Connection | None = None) -> list[dict[str, str]]:
-        room: Room[Connection, Message] | None = self.rooms.get(room_name)
+    def members(self, room_name: str,
+                including: Connection | None = None) -> list[events.Event]:
+        room: Room[Connection, Message] | None = self.registry.get(room_name)
         members = [] if room is None else [c.member() for c in room.live_members()]
         if including is not None and all(m["id"] != including.id for m in members):
             members.append(including.member())
@@ -575,16 +572,16 @@ class Hub:
 
     async def room_list(self, *, after: str | None = None, limit: int = p.ROOM_PAGE,
                         who: Session | Identity | None = None,
-                        ) -> tuple[list[dict[str, Any]], bool]:
+                        ) -> tuple[list[events.Event], bool]:
         """One page of the rooms `who` may see, by name after `after`; and whether more
         follow. Rooms are those the store knows and those with members."""
         states = await self.store.rooms()
-        names = sorted(name for name in set(states).union(self.rooms.names())
+        names = sorted(name for name in set(states).union(self.registry.names())
                        if after is None or name > after)
         shown = [entry["room"] for entry in grants.visible(who, [{"room": n} for n in names])]
         return [
-            {"room": name, "members": self.rooms.member_count(name),
-             "offset": states[name].offset if name in states else 0}
+            events.room_entry(name, self.registry.member_count(name),
+                              states[name].offset if name in states else 0)
             for name in shown[:limit]
         ], len(shown) > limit
 
@@ -598,18 +595,15 @@ class Hub:
                                   f"the server holds its maximum of {cap} rooms "
                                   "(max_total_rooms); join or publish to an existing room")
 
-    async def _history(self, conn: Connection, request: p.History) -> None:
-        grants.check(conn.session, Action.READ, (request.room,))
-        page = await self.store.read(request.room, after=request.after, before=request.before,
-                                     limit=request.limit)
+    async def history(self, room: str, *, after: int | None, before: int | None,
+                      limit: int) -> events.Event:
+        """One page of a room's stored messages, shaped as both the WebSocket
+        `history_page` and the HTTP history answer carry it (`events.history`). The caller
+        has checked that its client may read the room."""
+        page = await self.store.read(room, after=after, before=before, limit=limit)
         if page is None:
-            raise p.ProtocolError(ErrorCode.ROOM_NOT_FOUND,
-                                  f"room {request.room!r} has never been used", request.ref)
-        await conn.send(p.reply(
-            "history_page", request.ref, room=request.room, epoch=page.state.epoch,
-            offset=page.state.offset, messages=[m.to_wire() for m in page.messages],
-            has_more=page.has_more,
-        ))
+            raise p.ProtocolError(ErrorCode.ROOM_NOT_FOUND, f"room {room!r} has never been used")
+        return events.history(room, page)
 
 
 class _ReplayBroken(Exception):

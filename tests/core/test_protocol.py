@@ -92,12 +92,6 @@ def test_error_carries_the_requests_ref() -> None:
     assert refused('{"type":"join","rooms":[""],"ref":"mine"}').ref == "mine"
 
 
-def test_error_event_shape() -> None:
-    assert p.error_event(ErrorCode.NOT_JOINED, "join first", 3) == (
-        b'{"type":"error","code":"not_joined","reason":"join first","ref":3}'
-    )
-
-
 def test_unicode_room_and_nick_names_are_allowed() -> None:
     assert parse('{"type":"join","rooms":["café-日本"]}') == p.Join((p.JoinSpec("café-日本"),))
     assert parse('{"type":"nick","nick":"Zoë O\'Neil"}') == p.Nick("Zoë O'Neil")

@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from hubbub.core.codec import Wire
 from hubbub.core.names import guest_name, is_valid_nick, is_valid_room
 from hubbub.core.outbox import Outbox
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.rooms import Room, Rooms
+from hubbub.core.rooms import Room, RoomRegistry
 from hubbub.core.wsframe import text_frame
 
 
@@ -86,21 +87,21 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 
 def test_rooms_buffer_for_joining_members_until_they_go_live() -> None:
-    rooms: Rooms[str, int] = Rooms()
+    rooms: RoomRegistry[str, int] = RoomRegistry()
     room = rooms.get_or_create("r")
     room.begin_join("m1", "member-1")
     assert room.buffer(1, cap=2) == []
     assert room.buffer(2, cap=2) == []
     assert room.take_buffered("m1") == [1, 2]
     room.go_live("m1")
-    assert room.live == {"m1": "member-1"}
-    room.begin_join("m2", "member-2", plain=True)
+    assert room.live[Wire.JSON] == {"m1": "member-1"}
+    room.begin_join("m2", "member-2", Wire.PLAIN)
     room.buffer(3, cap=2)
     with pytest.raises(RuntimeError):
         room.go_live("m2")  # would drop message 3
     room.take_buffered("m2")
     room.go_live("m2")
-    assert room.live_plain == {"m2": "member-2"}
+    assert room.live[Wire.PLAIN] == {"m2": "member-2"}
     assert rooms.member_count("r") == 2
     rooms.remove_member("r", "m1")
     rooms.remove_member("r", "m2")
@@ -114,21 +115,21 @@ def test_a_joining_members_buffer_is_capped() -> None:
 
 
 def test_a_room_view_is_the_same_list_until_membership_changes() -> None:
-    rooms: Rooms[str, int] = Rooms()
+    rooms: RoomRegistry[str, int] = RoomRegistry()
     room = rooms.get_or_create("r")
-    for member_id, plain in (("a", False), ("b", False), ("p", True)):
-        room.begin_join(member_id, member_id.upper(), plain=plain)
+    for member_id, wire in (("a", Wire.JSON), ("b", Wire.JSON), ("p", Wire.PLAIN)):
+        room.begin_join(member_id, member_id.upper(), wire)
         room.go_live(member_id)
-    view = room.view(False, str.lower)
-    assert view == ["a", "b"] and room.view(True, str.lower) == ["p"]
-    assert room.view(False, str.lower) is view  # same audience, same object
+    view = room.view(Wire.JSON, str.lower)
+    assert view == ["a", "b"] and room.view(Wire.PLAIN, str.lower) == ["p"]
+    assert room.view(Wire.JSON, str.lower) is view  # same audience, same object
     room.begin_join("c", "C")
-    assert room.view(False, str.lower) is view  # joining members receive no live messages
+    assert room.view(Wire.JSON, str.lower) is view  # joining members receive no live messages
     room.go_live("c")
-    after_join = room.view(False, str.lower)
+    after_join = room.view(Wire.JSON, str.lower)
     assert after_join == ["a", "b", "c"] and after_join is not view
     rooms.remove_member("r", "a")
-    assert room.view(False, str.lower) == ["b", "c"]
+    assert room.view(Wire.JSON, str.lower) == ["b", "c"]
     assert view == ["a", "b"]  # a list handed out earlier is never changed in place
 
 

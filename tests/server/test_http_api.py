@@ -77,6 +77,43 @@ async def test_publish_data_only(api_server: ServerProcess) -> None:
         assert event["from"] == "server"
 
 
+async def test_http_answers_are_the_websocket_events_without_type_and_ref(
+        api_server: ServerProcess) -> None:
+    """One shape per thing, whichever way it is asked for: a message, a publish receipt,
+    a history page, a member list and a room list (see `hubbub.core.events`)."""
+    room = unique("shape")
+    async with json_client(api_server.ws_url, nick="shaper") as jc:
+        await join(jc, room)
+        status, receipt = await post(api_server, room, {"text": "over http"})
+        assert status == 201
+        live = await jc.wait_for(lambda e: e["type"] == "message")
+        ack = await jc.expect("publish", room=room, data={"k": [1, "é"]})
+        second = await jc.wait_for(lambda e: e["type"] == "message" and e["id"] == ack["id"])
+        assert {k: v for k, v in ack.items() if k not in ("type", "ref")} == {
+            "room": room, "id": second["id"], "offset": 2, "epoch": receipt["epoch"],
+            "ts": second["ts"]}
+        assert list(receipt) == ["room", "id", "offset", "epoch", "ts"]
+        assert {k: live[k] for k in receipt} == receipt
+
+        _, http_page = await http_get_json(messages_url(api_server, room))
+        ws_page = await jc.expect("history", room=room)
+        assert ws_page.pop("type") == "history_page" and ws_page.pop("ref")
+        assert http_page == ws_page
+        assert http_page["messages"] == [live, second]
+
+        _, http_members = await http_get_json(f"{api_server.url}/api/rooms/{room}/members")
+        ws_members = await jc.expect("members", room=room)
+        assert ws_members.pop("type") == "member_list" and ws_members.pop("ref")
+        assert http_members == ws_members == {
+            "room": room, "members": [{"id": jc.welcome["id"], "nick": "shaper"}]}
+
+        _, http_rooms = await http_get_json(f"{api_server.url}/api/rooms?limit=1000")
+        ws_rooms = await jc.expect("rooms", limit=1000)
+        assert ws_rooms.pop("type") == "room_list" and ws_rooms.pop("ref")
+        assert {"room": room, "members": 1, "offset": 2} in http_rooms["rooms"]
+        assert set(http_rooms) == set(ws_rooms) == {"rooms", "has_more"}
+
+
 @pytest.mark.parametrize("room", ["a%20b", "a" * 65, "a%00b", "a%0Ab", "%F0%9F%98%80"])
 async def test_invalid_room_in_path(api_server: ServerProcess, room: str) -> None:
     status, body = await post(api_server, room, {"text": "x"})

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.memory_store import MemoryStore
 from hubbub.core.message import Draft
@@ -239,7 +240,7 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
     store = HeldStore()
     hub = Hub(store, make_delivery("auto", 1 << 22), Limits(rate_per_second=0))
     sock = MemorySocket()
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", plain=False)
+    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
     total = MAX_IN_FLIGHT + 8
 
@@ -276,7 +277,7 @@ async def test_a_connection_stops_reading_at_max_in_flight_bytes() -> None:
     hub = Hub(store, make_delivery("auto", 1 << 24),
               Limits(rate_per_second=0, max_frame_bytes=64 * 1024))
     conn = hub.connect(hub.delivery.outlet(cast(Socket, MemorySocket())), nick="n",
-                       plain=False)
+                       wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
     big = {"blob": "x" * 60_000}  # `text` is capped far lower; `data` only by the frame
     frames = [json.dumps({"type": "publish", "room": "r", "data": big, "ref": i})
@@ -307,7 +308,7 @@ async def test_pipelined_publishes_into_sqlite_take_no_task_each(tmp_path: Path)
     try:
         hub = Hub(store, make_delivery("auto", 1 << 24), Limits(rate_per_second=0))
         sock = MemorySocket()
-        conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", plain=False)
+        conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
         await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
         tasks_before = len(asyncio.all_tasks())
         for i in range(500):

@@ -111,10 +111,23 @@ async def test_text_over_max_text_bytes_is_refused_and_connection_stays(
         lobby_server: ServerProcess) -> None:
     async with plain_client(lobby_server.ws_url, nick="long") as client:
         await client.send("x" * 101)
-        line = await client.recv()
-        assert line.startswith("error: "), line
-        assert "100" in line  # the reason names the limit
+        # The reason alone: no code, no JSON (the plain-text codec's error line).
+        assert await client.recv() == "error: text is longer than 100 bytes"
         assert await client.round_trip("short again") == "long: short again"
+
+
+async def test_a_rate_limited_line_gets_an_error_line_and_nothing_else(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0.1",
+                 "--rate-burst", "3", "--plain-history", "0") as server:
+        async with plain_client(server.ws_url, nick="fast") as client:
+            for i in range(6):
+                await client.send(f"line {i}")
+            got = [await client.recv() for _ in range(6)]
+            # One frame per line, in order: the burst is published, the rest refused with
+            # the bare reason (no code, no retry_after, which JSON clients get).
+            assert got[:3] == ["fast: line 0", "fast: line 1", "fast: line 2"], got
+            assert got[3:] == ["error: too many requests"] * 3, got
 
 
 async def test_last_ten_lobby_messages_on_connect_by_default(

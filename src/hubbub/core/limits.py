@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 MAX_DATA_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a message's `data`. Far below what the
@@ -32,13 +31,3 @@ class Limits:
 
     rate_burst: int = 100
     """Requests a connection may send in a burst above the sustained rate."""
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "max_frame_bytes": self.max_frame_bytes,
-            "max_text_bytes": self.max_text_bytes,
-            "max_rooms": self.max_rooms,
-            "history_page_max": self.history_page_max,
-            "rate_per_second": self.rate_per_second,
-            "rate_burst": self.rate_burst,
-        }

@@ -1,4 +1,7 @@
-"""Messages: what a publisher hands in (`Draft`) and what the store hands back (`Message`)."""
+"""Messages: what a publisher hands in (`Draft`) and what the store hands back (`Message`).
+
+How a message looks on the wire is `hubbub.core.events.message` (JSON) and the plain-text
+codec's line (`hubbub.core.codec`)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 _ID_BYTES = 12
 _IDS_PER_READ = 4096
@@ -89,28 +90,3 @@ class Message:
             data=draft.data,
             ts=draft.ts,
         )
-
-    def to_wire(self) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "type": "message",
-            "room": self.room,
-            "offset": self.offset,
-            "epoch": self.epoch,
-            "id": self.id,
-            "from": self.nick,
-            "sender": self.sender,
-        }
-        if self.text is not None:
-            event["text"] = self.text
-        if self.data is not None:
-            event["data"] = self.data
-        event["ts"] = self.ts
-        return event
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_wire())
-
-    def to_plain(self) -> str:
-        """The teaching note's line: `<name>: <text>`."""
-        body = self.text if self.text is not None else orjson.dumps(self.data).decode()
-        return f"{self.nick}: {body}"

@@ -1,4 +1,7 @@
-"""The `hubbub.v1` JSON protocol: parse client frames into requests, build server events.
+"""The `hubbub.v1` JSON protocol's requests: parse client frames into them.
+
+The events the server sends are built in `hubbub.core.events` and encoded by a
+connection's codec (`hubbub.core.codec`).
 
 Parsing never raises anything but `ProtocolError`, whatever the input; the property tests
 in `tests/core/test_protocol_properties.py` hold it to that.
@@ -60,7 +63,7 @@ class Nick:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    rooms: tuple[JoinSpec, ...]
+    specs: tuple[JoinSpec, ...]
     ref: Ref | None = None
 
 
@@ -94,7 +97,9 @@ class Members:
 
 
 @dataclass(frozen=True, slots=True)
-class Rooms:
+class RoomList:
+    """A `rooms` request: one page of the room list."""
+
     ref: Ref | None = None
     after: str | None = None
     """Only rooms whose names sort after this one (the previous page's last)."""
@@ -112,7 +117,7 @@ class Refresh:
     ref: Ref | None = None
 
 
-Request = Nick | Join | Leave | Publish | History | Members | Rooms | Ping | Refresh
+Request = Nick | Join | Leave | Publish | History | Members | RoomList | Ping | Refresh
 
 
 def parse_request(frame: str | bytes, limits: Limits) -> Request:
@@ -314,7 +319,7 @@ def _join_spec(item: object, limits: Limits) -> JoinSpec:
     return JoinSpec(room, since, history)
 
 
-def _room_list(obj: Mapping[str, Any]) -> list[object]:
+def _room_items(obj: Mapping[str, Any]) -> list[object]:
     rooms = obj.get("rooms")
     if rooms is None and "room" in obj:
         rooms = [obj["room"]]
@@ -324,7 +329,7 @@ def _room_list(obj: Mapping[str, Any]) -> list[object]:
 
 
 def _parse_join(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Join:
-    items = _room_list(obj)
+    items = _room_items(obj)
     if len(items) > limits.max_rooms:
         raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, f"at most {limits.max_rooms} rooms")
     specs = tuple(_join_spec(item, limits) for item in items)
@@ -334,7 +339,7 @@ def _parse_join(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Join
 
 
 def _parse_leave(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Leave:
-    items = _room_list(obj)
+    items = _room_items(obj)
     if len(items) > limits.max_rooms:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"at most {limits.max_rooms} rooms")
     return Leave(tuple(dict.fromkeys(_room(item) for item in items)), ref)
@@ -365,11 +370,11 @@ def _parse_members(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> M
     return Members(_room(obj.get("room")), ref)
 
 
-def _parse_rooms(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Rooms:
+def _parse_room_list(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> RoomList:
     after = obj.get("after")
     if after is not None and (not isinstance(after, str) or len(after) > 256):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "after must be a room name")
-    return Rooms(ref, after, _count(obj.get("limit", ROOM_PAGE), "limit", ROOM_PAGE_MAX))
+    return RoomList(ref, after, _count(obj.get("limit", ROOM_PAGE), "limit", ROOM_PAGE_MAX))
 
 
 def _parse_ping(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Ping:
@@ -390,27 +395,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], Ref | None, Limits], Request]] 
     "publish": _parse_publish,
     "history": _parse_history,
     "members": _parse_members,
-    "rooms": _parse_rooms,
+    "rooms": _parse_room_list,
     "ping": _parse_ping,
     "refresh": _parse_refresh,
 }
-
-
-def encode(event: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(event)
-
-
-def error_event(code: ErrorCode, reason: str, ref: Ref | None = None, **extra: Any) -> bytes:
-    event: dict[str, Any] = {"type": "error", "code": code.value, "reason": reason}
-    if ref is not None:
-        event["ref"] = ref
-    event.update(extra)
-    return orjson.dumps(event)
-
-
-def reply(kind: str, ref: Ref | None, **fields: Any) -> bytes:
-    event: dict[str, Any] = {"type": kind}
-    if ref is not None:
-        event["ref"] = ref
-    event.update(fields)
-    return orjson.dumps(event)

@@ -12,32 +12,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from hubbub.core.codec import Wire
+
 M = TypeVar("M")  # a member (the hub's connection object)
 P = TypeVar("P")  # what is buffered for a joining member
 T = TypeVar("T")
 
 
+def _by_wire() -> dict[Wire, dict[str, Any]]:
+    return {wire: {} for wire in Wire}
+
+
 @dataclass(slots=True)
 class Room(Generic[M, P]):
-    """Live members are kept apart by wire format (JSON or plain text), so that fan-out
-    hands each group its one pre-encoded payload without a per-recipient branch."""
+    """Live members are kept apart by wire format (`live[Wire.JSON]`, `live[Wire.PLAIN]`;
+    see `Wire` for why)."""
 
     name: str
-    live: dict[str, M] = field(default_factory=dict)
-    live_plain: dict[str, M] = field(default_factory=dict)
-    joining: dict[str, tuple[M, bool, list[P]]] = field(default_factory=dict)
-    _views: dict[bool, list[Any]] = field(default_factory=dict, repr=False)
+    live: dict[Wire, dict[str, M]] = field(default_factory=_by_wire)
+    joining: dict[str, tuple[M, Wire, list[P]]] = field(default_factory=dict)
+    _views: dict[Wire, list[Any]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.live) + len(self.live_plain) + len(self.joining)
+        return self.live_count() + len(self.joining)
+
+    def live_count(self) -> int:
+        return sum(len(members) for members in self.live.values())
 
     def has(self, member_id: str) -> bool:
-        return (
-            member_id in self.live or member_id in self.live_plain or member_id in self.joining
-        )
+        return member_id in self.joining or any(
+            member_id in members for members in self.live.values())
 
-    def begin_join(self, member_id: str, member: M, *, plain: bool = False) -> None:
-        self.joining[member_id] = (member, plain, [])
+    def begin_join(self, member_id: str, member: M, wire: Wire = Wire.JSON) -> None:
+        self.joining[member_id] = (member, wire, [])
 
     def buffer(self, item: P, cap: int) -> list[M]:
         """Add `item` to every joining member's buffer; return the members whose buffer it
@@ -51,19 +58,19 @@ class Room(Generic[M, P]):
         return over
 
     def take_buffered(self, member_id: str) -> list[P]:
-        member, plain, pending = self.joining[member_id]
-        self.joining[member_id] = (member, plain, [])
+        member, wire, pending = self.joining[member_id]
+        self.joining[member_id] = (member, wire, [])
         return pending
 
     def go_live(self, member_id: str) -> None:
-        member, plain, pending = self.joining[member_id]
+        member, wire, pending = self.joining[member_id]
         if pending:
             raise RuntimeError("go_live with buffered messages would lose them")
         del self.joining[member_id]
-        (self.live_plain if plain else self.live)[member_id] = member
+        self.live[wire][member_id] = member
         self._views.clear()
 
-    def view(self, plain: bool, project: Callable[[M], T]) -> list[T]:
+    def view(self, wire: Wire, project: Callable[[M], T]) -> list[T]:
         """The live members of one wire format, each mapped through `project`.
 
         The same list object is returned until somebody goes live or leaves, so that
@@ -71,28 +78,26 @@ class Room(Generic[M, P]):
         and a busy room does not rebuild its recipient list for every message. `project`
         must give the same result for a member every time.
         """
-        view = self._views.get(plain)
+        view = self._views.get(wire)
         if view is None:
-            members = self.live_plain if plain else self.live
-            view = self._views[plain] = [project(member) for member in members.values()]
+            view = self._views[wire] = [project(member) for member in self.live[wire].values()]
         return view
 
     def live_members(self) -> list[M]:
-        return [*self.live.values(), *self.live_plain.values()]
+        return [member for members in self.live.values() for member in members.values()]
 
     def remove(self, member_id: str) -> M | None:
         self._views.clear()
-        member = self.live.pop(member_id, None)
-        if member is None:
-            member = self.live_plain.pop(member_id, None)
-        if member is None:
-            entry = self.joining.pop(member_id, None)
-            member = None if entry is None else entry[0]
-        return member
+        for members in self.live.values():
+            member = members.pop(member_id, None)
+            if member is not None:
+                return member
+        entry = self.joining.pop(member_id, None)
+        return None if entry is None else entry[0]
 
 
-class Rooms(Generic[M, P]):
-    """Every room with at least one member; empty rooms are dropped at once."""
+class RoomRegistry(Generic[M, P]):
+    """Every room with at least one member, by name; empty rooms are dropped at once."""
 
     def __init__(self) -> None:
         self._rooms: dict[str, Room[M, P]] = {}
@@ -117,7 +122,7 @@ class Rooms(Generic[M, P]):
 
     def member_count(self, name: str) -> int:
         room = self._rooms.get(name)
-        return 0 if room is None else len(room.live) + len(room.live_plain)
+        return 0 if room is None else room.live_count()
 
     def names(self) -> list[str]:
         return list(self._rooms)

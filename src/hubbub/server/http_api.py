@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from hubbub.config import Settings
+from hubbub.core import events
 from hubbub.core import protocol as p
 from hubbub.core.codes import ErrorCode
 from hubbub.core.grants import Action, Identity, forbidden
@@ -175,8 +176,7 @@ async def publish(request: web.Request) -> web.Response:
     nick = _sender_nick(request, body)
     await hub.admit_room(room)
     message = await hub.publish(room, text=text, data=data, nick=nick)
-    return _ok({"room": room, "id": message.id, "offset": message.offset,
-                "epoch": message.epoch, "ts": message.ts}, status=201)
+    return _ok(events.receipt(message), status=201)
 
 
 def _query_int(request: web.Request, name: str, default: int | None,
@@ -202,11 +202,7 @@ async def history(request: web.Request) -> web.Response:
     assert limit is not None
     after = _query_int(request, "after", None, 0, 2**63 - 1)
     before = _query_int(request, "before", None, 0, 2**63 - 1)
-    page = await hub.store.read(room, after=after, before=before, limit=limit)
-    if page is None:
-        raise p.ProtocolError(ErrorCode.ROOM_NOT_FOUND, f"room {room!r} has never been used")
-    return _ok({"room": room, "epoch": page.state.epoch, "offset": page.state.offset,
-                "messages": [m.to_wire() for m in page.messages], "has_more": page.has_more})
+    return _ok(await hub.history(room, after=after, before=before, limit=limit))
 
 
 @routes.get("/api/rooms")
@@ -215,12 +211,12 @@ async def rooms(request: web.Request) -> web.Response:
     after = request.query.get("after") or None
     limit = _query_int(request, "limit", p.ROOM_PAGE, 1, p.ROOM_PAGE_MAX)
     assert limit is not None
-    page, more = await hub.room_list(after=after, limit=limit, who=request[IDENTITY])
-    return _ok({"rooms": page, "has_more": more})
+    entries, more = await hub.room_list(after=after, limit=limit, who=request[IDENTITY])
+    return _ok(events.room_page(entries, more))
 
 
 @routes.get("/api/rooms/{room}/members")
 async def members(request: web.Request) -> web.Response:
     hub: Hub = request.app[keys.HUB]
     room = _room(request, Action.PRESENCE)
-    return _ok({"room": room, "members": hub.members(room)})
+    return _ok(events.members_body(room, hub.members(room)))

@@ -149,7 +149,7 @@ class _Collector:
         hub = metrics.hub
         delivery = hub.delivery
         yield _gauge("hubbub_connections", "Open WebSocket connections", len(hub.connections))
-        yield _gauge("hubbub_rooms", "Rooms with at least one member", len(hub.rooms.names()))
+        yield _gauge("hubbub_rooms", "Rooms with at least one member", len(hub.registry.names()))
         yield _counter("hubbub_messages_published", "Messages stored", hub.published)
         yield _counter("hubbub_deliveries", "Fan-out copies handed to sockets (one per "
                        "recipient per message)", delivery.deliveries)

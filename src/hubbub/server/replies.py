@@ -1,4 +1,5 @@
-"""The HTTP API's JSON error body, shared by the API and the request guard in front of it."""
+"""The HTTP API's JSON error answer, shared by the API and the request guard in front of it;
+its body is `hubbub.core.events.error_body`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hubbub.core import events
+
 
 def error_response(status: int, code: str, reason: str, **headers: str) -> web.Response:
-    return web.json_response({"code": code, "reason": reason}, status=status,
+    return web.json_response(events.error_body(code, reason), status=status,
                              headers=headers or None, dumps=dumps)
 
 

@@ -11,13 +11,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from hubbub import __version__
 from hubbub.config import Settings
+from hubbub.core import events
 from hubbub.core import protocol as p
+from hubbub.core.codec import LOBBY, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Identity, Session
 from hubbub.core.names import NICK_RULE, clean_nick, guest_name
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.fanout import HIGH_WATER, Socket
-from hubbub.hub import LOBBY, Connection, Hub
+from hubbub.hub import Connection, Hub
 from hubbub.server import keys
 from hubbub.server.guard import GUARD
 from hubbub.server.logs import client_line
@@ -134,18 +136,19 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         compress=settings.compression,
     )
     await ws.prepare(request)
-    plain = ws.ws_protocol != p.SUBPROTOCOL
+    # The wire format is chosen here, once: a client that asked for no subprotocol (or
+    # one we do not speak) gets the plain-text protocol.
+    wire = Wire.JSON if ws.ws_protocol == p.SUBPROTOCOL else Wire.PLAIN
     socket = AiohttpSocket(ws, request)
     conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
-                       plain=plain)
+                       wire=wire)
     metrics.opened += 1
     conn.session = session
     expiry = _Expiry(ws, session) if session is not None else None
     # Made on the first ping only: most clients never send one, and a local of this frame
     # costs nothing until it is set.
     pings: TokenBucket | None = None
-    log.debug("connection %s opened (%s) as %s", conn.id, "plain" if plain else "json",
-              conn.nick)
+    log.debug("connection %s opened (%s) as %s", conn.id, wire, conn.nick)
     try:
         await _greet(hub, conn, settings)
         # The read loop is here rather than in a coroutine of its own, which would be one
@@ -171,13 +174,13 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                         await ws.pong(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     metrics.ws_frame(msg.data)
-                    if plain:
+                    if wire is Wire.PLAIN:
                         await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
                                        message=b"binary frames are not supported")
                         break
                     await conn.settle()  # the error goes out after the replies before it
-                    await conn.send(p.error_event(ErrorCode.BINARY_NOT_SUPPORTED,
-                                                  "send JSON in text frames"))
+                    await conn.send(conn.codec.error(ErrorCode.BINARY_NOT_SUPPORTED,
+                                                     "send JSON in text frames"))
                 elif msg.type == WSMsgType.ERROR:
                     log.info("connection %s: %s", conn.id, ws.exception())
         finally:
@@ -238,7 +241,9 @@ def _admit(request: web.Request, settings: Settings) -> tuple[str | None, Sessio
 
 
 async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
-    if conn.plain:
+    """A JSON client is welcomed; a plain-text client is joined to the lobby, with its
+    history, which is all the greeting the plain-text protocol has."""
+    if conn.codec.wire is Wire.PLAIN:
         try:
             await hub.join(conn, p.Join((p.JoinSpec(LOBBY,
                                                     history=settings.plain_history or None),)))
@@ -247,11 +252,10 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
             await socket_of(conn).ws.close(code=CloseCode.UNAUTHORIZED,
                                            message=exc.reason.encode()[:120])
         return
-    await conn.send(p.encode({
-        "type": "welcome", "protocol": p.SUBPROTOCOL, "server": f"hubbub/{__version__}",
-        "id": conn.id, "nick": conn.nick, "heartbeat": _seconds(settings.heartbeat),
-        "limits": hub.limits.to_wire(),
-    }))
+    await conn.send(conn.codec.event(events.welcome(
+        protocol=p.SUBPROTOCOL, server=f"hubbub/{__version__}", conn_id=conn.id,
+        nick=conn.nick, heartbeat=_seconds(settings.heartbeat), limits=hub.limits,
+    )))
 
 
 class _Expiry:
