@@ -460,3 +460,27 @@ async def test_submit_to_a_closed_store_is_refused_through_its_outcome(db: Path)
     outcomes: list[Message | StoreError] = []
     store.submit(draft(), outcomes.append)  # never opened
     assert len(outcomes) == 1 and isinstance(outcomes[0], StoreError)
+
+
+async def test_a_version_1_file_is_migrated_and_its_rooms_advance_through_the_trigger(
+        db: Path) -> None:
+    from hubbub.stores.migrations import MIGRATIONS
+
+    db.parent.mkdir(parents=True)
+    old = sqlite3.connect(db, isolation_level=None)
+    for statement in MIGRATIONS[0].statements:  # what hubbub wrote before version 2
+        old.execute(statement)
+    old.execute("PRAGMA user_version = 1")
+    old.execute("INSERT INTO rooms VALUES ('r', 'e1', 2, 0)")
+    old.executemany("INSERT INTO messages VALUES ('r', ?, ?, 'n', NULL, ?, NULL, 0)",
+                    [(1, "a", "one"), (2, "b", "two")])
+    old.close()
+    store = SQLiteStore(db)
+    await store.open()
+    assert (await store.append(draft(text="three"))).offset == 3
+    assert (await store.append(draft("new-room", "first"))).offset == 1
+    await store.close()
+    check = sqlite3.connect(db)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert dict(check.execute("SELECT name, last_offset FROM rooms")) == {"r": 3, "new-room": 1}
+    check.close()
