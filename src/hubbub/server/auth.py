@@ -31,9 +31,11 @@ class Auth:
         except GrantError as exc:
             raise TokenError(f"invalid token: {exc}") from None
 
-    def ws_session(self, token: str | None) -> Session | None:
+    def ws_session(self, token: str | None, request: web.Request | None = None,
+                   ) -> Session | None:
         """The session of a `/ws` connection with `?token=`: None when it may do anything
-        (no token needed, or the API key given as the token). `TokenError` refuses it."""
+        (no token needed, or the API key given as the token). `TokenError` refuses it.
+        `request` is for an embedding app's `authorize` (`mount.HookAuth`)."""
         if not self.token_required:
             return None
         if not token:

@@ -38,6 +38,7 @@ from aiohttp.web_protocol import RequestHandler
 from hubbub.config import Settings
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.server.logs import client_line
+from hubbub.server.paths import local_path
 from hubbub.server.replies import error_response
 from hubbub.server.security import BadHeader, allowed_hosts, host_allowed, host_name
 from hubbub.tasks import spawn
@@ -255,7 +256,7 @@ class Guard:
     def reply(request: web.Request, refusal: Refusal) -> web.Response:
         """A refusal as the API's JSON error under /api/, as one line of text elsewhere."""
         headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
-        if request.rel_url.path.startswith("/api/"):
+        if local_path(request).startswith("/api/"):
             return error_response(refusal.status, refusal.code, refusal.reason, **headers)
         return web.Response(status=refusal.status, text=refusal.reason + "\n", headers=headers)
 
@@ -318,7 +319,7 @@ def request_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamRes
     refusal = request.app[GUARD].admit(request)
     if refusal is not None:
         return _now(refusal)
-    if request.rel_url.path.startswith("/static/"):
+    if local_path(request).startswith("/static/"):
         return _static(request, handler)
     return handler(request)  # type: ignore[no-any-return]
 

@@ -21,8 +21,9 @@ from hubbub.hub import Hub
 from hubbub.server import keys
 from hubbub.server.guard import GUARD, Guard
 from hubbub.server.logs import client_line
+from hubbub.server.paths import local_path
 from hubbub.server.replies import dumps as _dumps
-from hubbub.server.replies import error_response
+from hubbub.server.replies import error_response, http_error_response
 from hubbub.server.security import BadHeader, TokenError, is_loopback, origin_allowed
 
 log = logging.getLogger("hubbub.api")
@@ -57,10 +58,9 @@ def api_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamRespons
 
     Not a coroutine itself: for other paths it hands back the handler's coroutine, so that
     no frame of it stays alive as long as a WebSocket connection does (~300 bytes each).
-    `rel_url.path`, not `request.path`: the request's own cache is full, and one more entry
-    makes it grow by ~200 bytes for the life of the connection.
+    The path is judged below hubbub's mount prefix (`paths.local_path`).
     """
-    if not request.rel_url.path.startswith("/api/"):
+    if not local_path(request).startswith("/api/"):
         return handler(request)  # type: ignore[no-any-return]
     return _guarded(request, handler)
 
@@ -92,8 +92,7 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
                               f"request body is larger than {settings.max_frame_bytes} bytes")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            reply = error_response(exc.status, exc.reason.lower().replace(" ", "_"),
-                                   exc.text or exc.reason)
+            reply = http_error_response(exc)
             if exc.status == 408:  # the rest of the body is not worth waiting for
                 reply.force_close()
             return reply

@@ -228,7 +228,7 @@ def _admit(request: web.Request, settings: Settings) -> tuple[str | None, Sessio
     if asked is not None and nick is None:
         raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
     try:
-        session = request.app[keys.AUTH].ws_session(query.get("token"))
+        session = request.app[keys.AUTH].ws_session(query.get("token"), request)
     except TokenError as exc:
         log.info("refused WebSocket: %s", exc)
         raise web.HTTPUnauthorized(text=f"{exc}\n") from None
