@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -35,8 +36,19 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-RUNNING = web.AppKey("running", bool)
-READY = web.AppKey("ready", bool)
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Where the application is in its life, for `/healthz` and `/readyz`. An object of its
+    own: aiohttp deprecates changing an application's keys once it runs (and a mounted
+    hubbub is frozen from the moment it is mounted)."""
+
+    running: bool = True
+    ready: bool = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 RETENTION = web.AppKey("retention", asyncio.Task[None])
 
 
@@ -70,8 +82,7 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     guard = app[GUARD] = Guard(settings)
     app[keys.METRICS] = Metrics(hub, guard)
     app[keys.AUTH] = auth
-    app[RUNNING] = True
-    app[READY] = False
+    app[LIFECYCLE] = Lifecycle()
     # First, so that it ends last: the store outlives everything that writes to it.
     app.cleanup_ctx.append(open_store)
     app.router.add_get("/ws", websocket_handler)
@@ -153,16 +164,16 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: 200 whenever the process answers (readiness is `/readyz`)."""
     hub = request.app[keys.HUB]
-    status = "ok" if request.app[RUNNING] else "stopping"
+    status = "ok" if request.app[LIFECYCLE].running else "stopping"
     return web.json_response({"status": status, "connections": len(hub.connections)})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 only while the server can take traffic, else 503 saying why."""
     app = request.app
-    if not app[RUNNING]:
+    if not app[LIFECYCLE].running:
         status = "stopping"
-    elif not app[READY]:
+    elif not app[LIFECYCLE].ready:
         status = "starting"
     elif not app[keys.HUB].store.usable():
         status = "store_unavailable"
@@ -172,7 +183,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def ready(app: web.Application) -> None:
-    app[READY] = True
+    app[LIFECYCLE].ready = True
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -190,8 +201,7 @@ async def loop_monitor(app: web.Application) -> AsyncIterator[None]:
 
 async def close_websockets(app: web.Application) -> None:
     """On shutdown: write what is pending, then close every WebSocket with 1001."""
-    app[RUNNING] = False
-    app[READY] = False
+    app[LIFECYCLE].running = app[LIFECYCLE].ready = False
     hub = app[keys.HUB]
     hub.delivery.flush()
     # The hub's registry of connections is the only one: a second would cost every idle

@@ -99,10 +99,10 @@ def setup(app: web.Application, prefix: str = "/chat", settings: Settings | None
         if authorize is not None:
             # First of its middlewares: the API's guard reads the identity it sets.
             target.middlewares.insert(0, _authorizing(authorize))
-        app.add_subapp(prefix, target)
         # The page's links are relative to `/chat/`; `/chat` alone would resolve them
-        # against `/`.
+        # against `/`. Before the sub-application, which would answer `/chat` with a 404.
         app.router.add_get(prefix, _to_slash(prefix + "/"))
+        app.add_subapp(prefix, target)
     else:
         if authorize is not None:
             app.middlewares.append(_authorizing(authorize))
