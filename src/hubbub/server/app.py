@@ -18,6 +18,7 @@ from hubbub.core.store import MessageStore
 from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
 from hubbub.server import http_api, keys, sse
+from hubbub.server.api import Api
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, Guard, request_guard
 from hubbub.server.heartbeat import heartbeat
@@ -82,6 +83,7 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     guard = app[GUARD] = Guard(settings)
     app[keys.METRICS] = Metrics(hub, guard)
     app[keys.AUTH] = auth
+    app[http_api.API] = Api(hub, settings, auth, guard, app[keys.METRICS])
     app[LIFECYCLE] = Lifecycle()
     # First, so that it ends last: the store outlives everything that writes to it.
     app.cleanup_ctx.append(open_store)

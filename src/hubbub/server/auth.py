@@ -11,7 +11,13 @@ from aiohttp import web
 
 from hubbub.config import Settings
 from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
-from hubbub.server.security import TokenError, bearer_token, key_matches, load_verifier
+from hubbub.server.security import (
+    HttpRequest,
+    TokenError,
+    bearer_token,
+    key_matches,
+    load_verifier,
+)
 
 
 class Auth:
@@ -50,7 +56,7 @@ class Auth:
         except TokenError as exc:
             raise forbidden(str(exc)) from None
 
-    def http_identity(self, request: web.Request) -> Identity | None:
+    def http_identity(self, request: HttpRequest) -> Identity | None:
         """The identity of an HTTP API request (`Authorization: Bearer <API key or JWT>`):
         None when it may do anything. `TokenError` refuses it (401)."""
         token = bearer_token(request)

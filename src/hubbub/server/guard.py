@@ -241,11 +241,14 @@ class Guard:
             f"this server does not answer to the host name {name!r}; it answers to "
             f"{', '.join(self.allowed_hosts)} (allowed_hosts)"))
 
-    def http_rate(self, request: web.Request) -> float:
-        """For the HTTP API: 0.0 if the client's address may make this request now, else
-        the seconds until it may."""
+    def address_of(self, request: web.Request) -> str:
+        """The address the request's connection came from, as the limits count it."""
+        return self._peers.get(request.protocol, "unknown")
+
+    def http_rate_of(self, address: str) -> float:
+        """For the HTTP API: 0.0 if a client at `address` may make a request now, else the
+        seconds until it may."""
         settings = self.settings
-        address = self._peers.get(request.protocol, "unknown")
         wait = self._take(self._http_buckets, address, settings.http_rate_per_second,
                           settings.http_rate_burst, asyncio.get_running_loop().time())
         if wait:

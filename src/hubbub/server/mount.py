@@ -24,10 +24,13 @@ from hubbub.config import Settings, from_code, validate
 from hubbub.core.grants import Identity, Session, forbidden
 from hubbub.hub import Hub
 from hubbub.server import keys
+from hubbub.server.api import Call
 from hubbub.server.app import install, new_app
 from hubbub.server.auth import Auth
+from hubbub.server.keys import AUTHORIZED
 from hubbub.server.paths import OWN_PATHS, OWN_TREES, local_path, owned
 from hubbub.server.replies import http_error_response
+from hubbub.server.security import HttpRequest
 from hubbub.server.storage import make_store
 
 log = logging.getLogger("hubbub.embed")
@@ -45,10 +48,6 @@ Authorize = Callable[[web.Request], Identity | Awaitable[Identity]]
 """`authorize(request)` returns who the request is (`Identity`: its nick and `Grants`, the
 model a JWT's claims map to), or refuses it by raising an aiohttp HTTP error."""
 
-AUTHORIZED = "hubbub.authorized"
-"""The request's `Identity` as `authorize` decided it, read by `HookAuth`."""
-
-
 class HookAuth(Auth):
     """Credentials decided by the embedding application's `authorize`: the identity the
     hook returned for this request, for `/ws`, the HTTP API and SSE alike."""
@@ -62,8 +61,9 @@ class HookAuth(Auth):
         assert request is not None  # `websocket._admit` passes it
         return Session(_authorized(request), _no_refresh)
 
-    def http_identity(self, request: web.Request) -> Identity | None:
-        return _authorized(request)
+    def http_identity(self, request: HttpRequest) -> Identity | None:
+        assert isinstance(request, Call) and request.authorized is not None
+        return request.authorized
 
 
 def _authorized(request: web.Request) -> Identity:

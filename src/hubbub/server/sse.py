@@ -1,10 +1,12 @@
-"""`GET /api/rooms/{room}/events`: a room as Server-Sent Events, over aiohttp.
+"""`GET /api/rooms/{room}/events`: a room as Server-Sent Events.
 
 A stream is a hub connection like a WebSocket one: it joins the room through `Hub.join`
 (the same join boundary, replay and `since` recovery), receives what the room's fan-out
 sends, is buffered and cut off by the same slow-client policy (`framed` is False, so the
 delivery engine gives it a bounded queue and a writer), gets the server's heartbeat, and
-is closed on shutdown. What the events look like is `hubbub.core.sse`'s business.
+is closed on shutdown. What the events look like is `hubbub.core.sse`'s business;
+`serve_stream` is the stream's life, whatever framework carries it; the rest is the
+aiohttp adapter (`hubbub.asgi` has its own).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Protocol
 
 from aiohttp import web
 
@@ -20,14 +23,11 @@ from hubbub.core import protocol as p
 from hubbub.core.grants import Action, Identity, Session, forbidden
 from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream, parse_position
-from hubbub.fanout import HIGH_WATER
+from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import Hub
-from hubbub.server import keys
-from hubbub.server.guard import GUARD
-from hubbub.server.http_api import IDENTITY, _room
+from hubbub.server.api import Api, Call
+from hubbub.server.http_api import API, CALL, response
 from hubbub.server.logs import client_line
-from hubbub.server.replies import error_response
-from hubbub.server.security import BadHeader, origin_allowed
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.sse")
@@ -106,30 +106,41 @@ class SseSocket:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    settings = request.app[keys.SETTINGS]
-    hub: Hub = request.app[keys.HUB]
-    room = _room(request, Action.READ)
-    try:
-        allowed = origin_allowed(request, settings.allowed_origins)
-    except BadHeader as exc:
-        return error_response(400, "bad_request", str(exc))
-    if not allowed:
-        # A stream holds a place in the room (and announces it): as for a WebSocket, a
-        # page of another site may not open one.
-        request.app[GUARD].refused_origin += 1
-        client_line(log, logging.WARNING, "origin", "refused an SSE stream from origin %s",
-                    request.headers.get("Origin"))
-        return error_response(403, "origin_not_allowed",
-                              f"streams may not be opened from origin "
-                              f"{request.headers.get('Origin')!r} (allowed_origins)")
-    query = request.rel_url.query
-    since = parse_position(request.headers.get("Last-Event-ID"), query.get("since"),
-                           query.get("epoch"))
-    identity: Identity | None = request[IDENTITY]
-    await hub.admit_room(room)  # refused (max_total_rooms) while an error can still be sent
-    response = web.StreamResponse(headers=HEADERS)
-    await response.prepare(request)
-    socket = SseSocket(request, response, SseStream(since))
+    """`GET /api/rooms/{room}/events` over aiohttp (past `http_api.api_guard`)."""
+    api = request.app[API]
+    call: Call = request[CALL]
+    room, since = opening(api, call)
+    refused = api.stream_refusal(call)
+    if refused is not None:
+        return response(refused)
+    await api.hub.admit_room(room)  # refused (max_total_rooms) while an error can be sent
+    reply = web.StreamResponse(headers=HEADERS)
+    await reply.prepare(request)
+    await serve_stream(api.hub, SseSocket(request, reply, SseStream(since)), call.identity,
+                       room, since)
+    return reply
+
+
+def opening(api: Api, call: Call) -> tuple[str, p.Position | None]:
+    """The room a stream may read and where it resumes, or a `ProtocolError` (400, 403)."""
+    room = api.room(call, Action.READ)
+    since = parse_position(call.headers.get("Last-Event-ID"), call.query.get("since"),
+                           call.query.get("epoch"))
+    return room, since
+
+
+class StreamSocket(Socket, Protocol):
+    """What `serve_stream` needs of a stream's socket, beyond the delivery engine's."""
+
+    @property
+    def done(self) -> asyncio.Event: ...
+
+
+async def serve_stream(hub: Hub, socket: StreamSocket, identity: Identity | None, room: str,
+                       since: p.Position | None) -> None:
+    """One SSE stream from its join to its end, whatever framework carries it: a hub
+    connection that joins `room` from `since` and stays until the client goes, the server
+    closes it (shutdown, too slow) or its token expires."""
     nick = identity.nick if identity is not None and identity.nick else guest_name()
     conn = hub.connect(hub.delivery.outlet(socket), nick=nick, plain=False)
     if identity is not None:
@@ -138,9 +149,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         await hub.join(conn, p.Join((p.JoinSpec(room, since=since),)))
         expires = identity.expires if identity is not None else None
-        while not socket.done.is_set():
-            if socket.transport.is_closing():
-                break
+        while not socket.closing():
             if expires is not None and time.time() >= expires:
                 log.info("SSE stream %s: its token expired", conn.id)
                 break
@@ -152,7 +161,6 @@ async def events(request: web.Request) -> web.StreamResponse:
         socket.done.set()
         await hub.disconnect(conn)
         log.debug("SSE stream %s closed", conn.id)
-    return response
 
 
 def _no_refresh(token: str) -> Identity:  # pragma: no cover - a stream sends no requests
