@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from support.server import ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running
 from support.sseclient import sse_stream
 from support.wsclient import TIMEOUT, http_post_json, join, json_client, unique
 
@@ -20,10 +20,12 @@ pytestmark = pytest.mark.timeout(60)
 KEY = "sse-api-key-123"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=list(ADAPTERS))
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
-                 "--heartbeat", "1") as srv:
+                 "--heartbeat", "1",
+                 adapter=request.param) as srv:
         yield srv
 
 

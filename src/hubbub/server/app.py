@@ -204,7 +204,12 @@ async def loop_monitor(app: web.Application) -> AsyncIterator[None]:
 async def close_websockets(app: web.Application) -> None:
     """On shutdown: write what is pending, then close every WebSocket with 1001."""
     app[LIFECYCLE].running = app[LIFECYCLE].ready = False
-    hub = app[keys.HUB]
+    await close_connections(app[keys.HUB])
+
+
+async def close_connections(hub: Hub) -> None:
+    """Write what is pending, then close every connection of `hub` with 1001 (SSE streams
+    end), whatever adapter made it."""
     hub.delivery.flush()
     # The hub's registry of connections is the only one: a second would cost every idle
     # connection another dict entry.

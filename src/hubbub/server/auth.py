@@ -7,8 +7,6 @@ application, made from the settings at start-up.
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from hubbub.config import Settings
 from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
 from hubbub.server.security import (
@@ -37,7 +35,7 @@ class Auth:
         except GrantError as exc:
             raise TokenError(f"invalid token: {exc}") from None
 
-    def ws_session(self, token: str | None, request: web.Request | None = None,
+    def ws_session(self, token: str | None, request: HttpRequest | None = None,
                    ) -> Session | None:
         """The session of a `/ws` connection with `?token=`: None when it may do anything
         (no token needed, or the API key given as the token). `TokenError` refuses it.

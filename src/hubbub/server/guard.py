@@ -222,24 +222,28 @@ class Guard:
                 response = self.reply(request, entry[1])
                 response.force_close()
                 return response
+        refusal = self.host_refusal(request.headers.get("Host"))
+        return None if refusal is None else self.reply(request, refusal)
+
+    def host_refusal(self, host: str | None) -> Refusal | None:
+        """The `allowed_hosts` check of a `Host` header (for any adapter)."""
         if self.allowed_hosts == ("*",):
             return None
-        host = request.headers.get("Host")
         if host is None:  # HTTP/1.0 without Host: no browser, nothing to rebind
             return None
         try:
             name = host_name(host)
         except BadHeader as exc:
-            return self.reply(request, Refusal(400, "bad_request", str(exc)))
+            return Refusal(400, "bad_request", str(exc))
         if host_allowed(name, self.allowed_hosts):
             return None
         self.refused_host += 1
         client_line(log, logging.WARNING, "host", "refused a request for host %r (allowed_hosts)",
                     name)
-        return self.reply(request, Refusal(
+        return Refusal(
             421, "host_not_allowed",
             f"this server does not answer to the host name {name!r}; it answers to "
-            f"{', '.join(self.allowed_hosts)} (allowed_hosts)"))
+            f"{', '.join(self.allowed_hosts)} (allowed_hosts)")
 
     def address_of(self, request: web.Request) -> str:
         """The address the request's connection came from, as the limits count it."""

@@ -56,19 +56,15 @@ class HookAuth(Auth):
         super().__init__(settings)
         self.token_required = True
 
-    def ws_session(self, token: str | None, request: web.Request | None = None,
+    def ws_session(self, token: str | None, request: HttpRequest | None = None,
                    ) -> Session | None:
-        assert request is not None  # `websocket._admit` passes it
-        return Session(_authorized(request), _no_refresh)
+        assert isinstance(request, web.Request)  # `websocket._admit` passes it
+        identity: Identity = request[AUTHORIZED]
+        return Session(identity, _no_refresh)
 
     def http_identity(self, request: HttpRequest) -> Identity | None:
         assert isinstance(request, Call) and request.authorized is not None
         return request.authorized
-
-
-def _authorized(request: web.Request) -> Identity:
-    identity: Identity = request[AUTHORIZED]
-    return identity
 
 
 def _no_refresh(token: str) -> Identity:
