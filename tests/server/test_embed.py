@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 import hubbub
 from hubbub.core.grants import Identity, parse_grants
@@ -40,7 +41,7 @@ def host_app() -> web.Application:
     """An application with routes and a middleware of its own."""
 
     @web.middleware
-    async def stamp(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def stamp(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         response.headers["X-Host-App"] = "yes"
         return response

@@ -188,7 +188,7 @@ async def test_curl_prints_live_messages(server: ServerProcess) -> None:
         first = await asyncio.wait_for(reader.readline(), TIMEOUT)
         assert first.startswith(b"id: ")  # the stream has started: a publish now reaches it
         await publish(server, room, "through curl")
-        lines = []
+        lines: list[bytes] = []
         while not lines or lines[-1] != b"\n":
             lines.append(await asyncio.wait_for(reader.readline(), TIMEOUT))
             if lines == [b"\n"]:

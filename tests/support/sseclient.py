@@ -44,7 +44,7 @@ class SseReader:
 
     async def next(self, seconds: float = TIMEOUT) -> SseEvent:
         """The next dispatched event (comments and id-only blocks are taken in passing)."""
-        event, data = "", []
+        event, data = "", list[str]()
         while True:
             line = await self._line(seconds)
             if line == "":
