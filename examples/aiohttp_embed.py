@@ -4,7 +4,8 @@
 
 The app keeps its sessions (a random cookie -> user and team); hubbub is mounted under
 `/chat` and asks the app who each `/chat/ws`, API and SSE request is (`authorize=`): a user
-may read, publish and see the members of `team-<their team>` only, under their own name.
+may read, publish and see the members of `team-<their team>` (and talk in the shared
+lobby) under their own name, and nothing in other teams' rooms.
 Set PORT to choose the port and HUBBUB_DATA_DIR to keep history in SQLite there.
 """
 
@@ -20,11 +21,11 @@ import hubbub
 
 SESSIONS = web.AppKey("sessions", dict[str, tuple[str, str]])
 
-LOGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>Team chat</title>
+LOGIN_PAGE = r"""<!doctype html><meta charset="utf-8"><title>Team chat</title>
 <h1>Team chat</h1>
 <form method="post" action="/login">
-  <label>Name <input name="user" required pattern="[A-Za-z0-9_-]{1,20}"></label>
-  <label>Team <input name="team" required pattern="[a-z0-9-]{1,20}"></label>
+  <label>Name <input name="user" required pattern="[A-Za-z0-9_\-]{1,20}"></label>
+  <label>Team <input name="team" required pattern="[a-z0-9\-]{1,20}"></label>
   <button>Log in</button>
 </form>"""
 
@@ -65,7 +66,8 @@ def authorize(request: web.Request) -> hubbub.Identity:
     if login_ is None:
         raise web.HTTPForbidden(text="log in first")
     user, team = login_
-    rooms = {f"team-{team}": ["read", "publish", "presence"]}
+    # The team's room, and the lobby everyone shares (hubbub's page always joins the lobby).
+    rooms = {f"team-{team}": ["read", "publish", "presence"], "lobby": ["read", "publish"]}
     return hubbub.Identity(subject=user, nick=user, grants=hubbub.parse_grants(rooms))
 
 
