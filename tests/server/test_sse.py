@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
-from support.server import ADAPTERS, ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running, wait_until
 from support.sseclient import sse_stream
-from support.wsclient import TIMEOUT, http_post_json, join, json_client, unique
+from support.wsclient import TIMEOUT, http_get_json, http_post_json, join, json_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,3 +199,33 @@ async def test_curl_prints_live_messages(server: ServerProcess) -> None:
         await curl.wait()
     assert lines[0].startswith(b"id: ") and lines[1] == b"event: message\n"
     assert lines[2].startswith(b'data: {"type":"message"') and b"through curl" in lines[2]
+
+
+async def test_a_stream_that_does_not_read_is_cut_off_by_the_outbox_limit(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
+                 "--outbox-max-bytes", "65536") as srv:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+        stalled.connect(("127.0.0.1", srv.port))
+        stalled.sendall(b"GET /api/rooms/slow/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            async with sse_stream(events_url(srv, "slow")) as reader:
+                await reader.started()
+
+                async def connections(count: int) -> bool:
+                    return (await http_get_json(f"{srv.url}/healthz"))[1]["connections"] == count
+
+                assert await wait_until(lambda: connections(2))  # both streams are in
+                text = "x" * 8000
+                async with aiohttp.ClientSession() as session:
+                    for _ in range(1000):
+                        async with session.post(f"{srv.url}/api/rooms/slow/messages",
+                                                json={"text": text}) as response:
+                            assert response.status == 201
+                        # the reader keeps up: it must get every one
+                        assert (await reader.next_of("message")).json()["text"] == text
+                assert await wait_until(lambda: connections(1))  # only the reader is left
+        finally:
+            stalled.close()
+        assert "closing a connection that fell 65536 bytes behind (4008)" in srv.log_text()
