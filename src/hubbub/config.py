@@ -452,3 +452,28 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 def flag_names() -> Sequence[str]:
     return [option.name for option in OPTIONS]
+
+
+def from_code(**values: Any) -> Settings:
+    """Settings given in code (`hubbub.setup`, `hubbub.asgi.create_app`), checked exactly as
+    `hubbub serve` checks its flags and config file; `ConfigError` says which is wrong."""
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        option = _BY_NAME.get(name)
+        if option is None:
+            raise ConfigError(f"unknown setting {name!r}")
+        # A `Path` is what `data_dir` holds once parsed; the parser reads its text.
+        raw = str(value) if isinstance(value, Path) else value
+        checked[name] = _check(option, raw, f"{name}=")
+    settings = Settings(**checked)
+    _check_consistency(settings)
+    return settings
+
+
+def validate(settings: Settings) -> Settings:
+    """`settings` built by hand (`Settings(...)`) checked as `from_code` checks them."""
+    defaults = Settings()
+    given = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
+             if item.name != "extra"
+             and getattr(settings, item.name) != getattr(defaults, item.name)}
+    return dataclasses.replace(from_code(**given), extra=settings.extra)

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from support.server import ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running
 from support.wsclient import http_get_json, http_post_json, join, json_client, plain_client, unique
 
 pytestmark = pytest.mark.timeout(60)
@@ -17,11 +17,13 @@ pytestmark = pytest.mark.timeout(60)
 KEY = "s3cret-api-key"
 
 
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=list(ADAPTERS))
+def api_server(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
                  "--max-text-bytes", "1000", "--max-frame-bytes", "2048",
-                 "--plain-history", "0") as server:
+                 "--plain-history", "0",
+                 adapter=request.param) as server:
         yield server
 
 

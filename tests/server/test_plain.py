@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from support.server import ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running
 from support.wsclient import http_post_json, join, json_client, plain_client
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,12 +43,14 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture(scope="module")
-def lobby_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=list(ADAPTERS))
+def lobby_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # No lobby replay on connect here: the tests share the lobby, and each expects its own
     # lines first. The replay itself is tested on servers of its own below.
     with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
-                 "--max-text-bytes", "100", "--plain-history", "0") as server:
+                 "--max-text-bytes", "100", "--plain-history", "0",
+                 adapter=request.param) as server:
         yield server
 
 

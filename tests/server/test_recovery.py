@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from support.server import ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running
 from support.wsclient import join, json_client, unique
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", params=list(ADAPTERS))
+def module_server(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """As conftest's, once per adapter: these protocol tests run over aiohttp and ASGI."""
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
+                 adapter=request.param) as server:
+        yield server
+
 
 
 async def _away_and_back(server: ServerProcess, room: str) -> tuple[str, int]:

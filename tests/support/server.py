@@ -107,15 +107,51 @@ class ServerProcess:
             return ""
 
 
+class AsgiServerProcess(ServerProcess):
+    """The same server as an ASGI application (`hubbub.asgi`) under uvicorn. The flags a
+    test gives become the `HUBBUB_*` variables `hubbub.asgi.from_environment` reads."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--factory", "hubbub.asgi:from_environment",
+                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                "--lifespan", "on"]
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.env = {**self.env, **flags_as_environment(
+            ["--data-dir", str(self.data_dir), *self.args])}
+        return super().start(timeout)
+
+
+def flags_as_environment(flags: list[str]) -> dict[str, str]:
+    """`["--store", "memory", "--dev"]` as `{"HUBBUB_STORE": "memory", "HUBBUB_DEV": "1"}`."""
+    env: dict[str, str] = {}
+    index = 0
+    while index < len(flags):
+        name = "HUBBUB_" + flags[index].removeprefix("--").replace("-", "_").upper()
+        if index + 1 < len(flags) and not flags[index + 1].startswith("--"):
+            env[name] = flags[index + 1]
+            index += 2
+        else:
+            env[name] = "1"
+            index += 1
+    return env
+
+
+ADAPTERS = {"aiohttp": ServerProcess, "asgi": AsgiServerProcess}
+"""The ways to serve hubbub that the protocol tests run against: `hubbub serve` (aiohttp)
+and `hubbub.asgi` under uvicorn."""
+
+
 ServerFactory = Callable[..., "ServerProcess"]
 """The `start_server` fixture: `start_server("--store", "memory", env={...})`."""
 
 
 @contextmanager
 def running(factory: pytest.TempPathFactory, *flags: str,
-            env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+            env: dict[str, str] | None = None,
+            adapter: str = "aiohttp") -> Iterator[ServerProcess]:
     """A server for a whole module (started once, killed when the block ends)."""
-    server = ServerProcess(factory.mktemp("srv") / "data", *flags, env=env).start()
+    server = ADAPTERS[adapter](factory.mktemp("srv") / "data", *flags, env=env).start()
     try:
         yield server
     finally:

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from hubbub.config import Settings
 from hubbub.core.message import now_ms
 from hubbub.core.store import MessageStore
 from hubbub.fanout import make_delivery
 from hubbub.hub import Hub
-from hubbub.server import http_api, keys
+from hubbub.server import http_api, keys, sse
+from hubbub.server.api import Api
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, Guard, request_guard
 from hubbub.server.heartbeat import heartbeat
 from hubbub.server.metrics import Metrics
+from hubbub.server.paths import PREFIX, local_path, owned
+from hubbub.server.storage import make_store
 from hubbub.server.websocket import socket_of, websocket_handler
 from hubbub.tasks import spawn
 
@@ -32,41 +37,95 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-RUNNING = web.AppKey("running", bool)
-READY = web.AppKey("ready", bool)
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Where the application is in its life, for `/healthz` and `/readyz`. An object of its
+    own: aiohttp deprecates changing an application's keys once it runs (and a mounted
+    hubbub is frozen from the moment it is mounted)."""
+
+    running: bool = True
+    ready: bool = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 RETENTION = web.AppKey("retention", asyncio.Task[None])
 
 
-def make_app(settings: Settings, store: MessageStore, auth: Auth | None = None) -> web.Application:
-    hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits,
-              max_total_rooms=settings.max_total_rooms)
-    app = web.Application(
+def new_app(settings: Settings) -> web.Application:
+    """An application of hubbub's own (`hubbub serve`, or one mounted under a prefix)."""
+    return web.Application(
         middlewares=[request_guard, http_api.api_guard],
         # HTTP bodies are bounded like WebSocket frames: a publish is one message either way.
+        # (Only the root application's bound counts in aiohttp: a mounted hubbub's bodies
+        # are bounded by its host's `client_max_size`, and its messages by `max_text_bytes`.)
         client_max_size=settings.max_frame_bytes,
     )
+
+
+def install(app: web.Application, settings: Settings, store: MessageStore, auth: Auth, *,
+            prefix: str = "", shared: bool = False) -> Hub:
+    """Put one hub, its routes and its lifecycle into `app`: the one route table and the one
+    start-up and shutdown sequence, for `hubbub serve` and for every `hubbub.setup`.
+
+    `app` holds hubbub's routes at its root (`hubbub serve`, or an embedding app with no
+    prefix) or is mounted under `prefix` by the caller. `shared`: `app` is an embedding
+    app's own, so hubbub's middlewares and headers must act on hubbub's paths only. The
+    store is opened on start-up and closed last on shutdown, after every socket was closed
+    with 1001.
+    """
+    hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits,
+              max_total_rooms=settings.max_total_rooms)
+    app[PREFIX] = prefix
     app[keys.SETTINGS] = settings
     app[keys.HUB] = hub
     guard = app[GUARD] = Guard(settings)
     app[keys.METRICS] = Metrics(hub, guard)
-    app[keys.AUTH] = auth or Auth(settings)
-    app[RUNNING] = True
-    app[READY] = False
+    app[keys.AUTH] = auth
+    app[http_api.API] = Api(hub, settings, auth, guard, app[keys.METRICS])
+    app[LIFECYCLE] = Lifecycle()
+    # First, so that it ends last: the store outlives everything that writes to it.
+    app.cleanup_ctx.append(open_store)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    app.router.add_get("/api/rooms/{room}/events", sse.events)
     app.add_routes(http_api.routes)
-    app.on_response_prepare.append(security_headers)
+    if shared:
+        app.middlewares.extend(_only_ours(m) for m in (request_guard, http_api.api_guard))
+        app.on_response_prepare.append(_ours_headers)
+    else:
+        app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(close_websockets)
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(heartbeat)
     app.cleanup_ctx.append(loop_monitor)
     app.on_startup.append(ready)  # after every cleanup context has started
     app.cleanup_ctx.append(guard.running)
+    return hub
+
+
+def make_app(settings: Settings, auth: Auth | None = None,
+             store: MessageStore | None = None) -> web.Application:
+    """The whole application `hubbub serve` runs."""
+    app = new_app(settings)
+    install(app, settings, store or make_store(settings), auth or Auth(settings))
     return app
+
+
+async def open_store(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the store is open while the app runs (`StoreOpenError` from the
+    app's start-up if it cannot be), and flushed and closed when it stops."""
+    store = app[keys.HUB].store
+    await store.open()
+    try:
+        yield
+    finally:
+        await store.close()
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -80,6 +139,23 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("Referrer-Policy", "no-referrer")
 
 
+def _only_ours(middleware: Middleware) -> Middleware:
+    """`middleware` for hubbub's own paths; the embedding app's requests pass it untouched."""
+
+    @web.middleware
+    def scoped(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if owned(local_path(request)):
+            return middleware(request, handler)
+        return handler(request)
+
+    return scoped
+
+
+async def _ours_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if owned(local_path(request)):
+        await security_headers(request, response)
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     page = STATIC_DIR / "index.html"
     if not page.is_file():
@@ -90,16 +166,16 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: 200 whenever the process answers (readiness is `/readyz`)."""
     hub = request.app[keys.HUB]
-    status = "ok" if request.app[RUNNING] else "stopping"
+    status = "ok" if request.app[LIFECYCLE].running else "stopping"
     return web.json_response({"status": status, "connections": len(hub.connections)})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 only while the server can take traffic, else 503 saying why."""
     app = request.app
-    if not app[RUNNING]:
+    if not app[LIFECYCLE].running:
         status = "stopping"
-    elif not app[READY]:
+    elif not app[LIFECYCLE].ready:
         status = "starting"
     elif not app[keys.HUB].store.usable():
         status = "store_unavailable"
@@ -109,7 +185,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def ready(app: web.Application) -> None:
-    app[READY] = True
+    app[LIFECYCLE].ready = True
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -127,9 +203,13 @@ async def loop_monitor(app: web.Application) -> AsyncIterator[None]:
 
 async def close_websockets(app: web.Application) -> None:
     """On shutdown: write what is pending, then close every WebSocket with 1001."""
-    app[RUNNING] = False
-    app[READY] = False
-    hub = app[keys.HUB]
+    app[LIFECYCLE].running = app[LIFECYCLE].ready = False
+    await close_connections(app[keys.HUB])
+
+
+async def close_connections(hub: Hub) -> None:
+    """Write what is pending, then close every connection of `hub` with 1001 (SSE streams
+    end), whatever adapter made it."""
     hub.delivery.flush()
     # The hub's registry of connections is the only one: a second would cost every idle
     # connection another dict entry.

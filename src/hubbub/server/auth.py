@@ -7,11 +7,15 @@ application, made from the settings at start-up.
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from hubbub.config import Settings
 from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
-from hubbub.server.security import TokenError, bearer_token, key_matches, load_verifier
+from hubbub.server.security import (
+    HttpRequest,
+    TokenError,
+    bearer_token,
+    key_matches,
+    load_verifier,
+)
 
 
 class Auth:
@@ -31,9 +35,11 @@ class Auth:
         except GrantError as exc:
             raise TokenError(f"invalid token: {exc}") from None
 
-    def ws_session(self, token: str | None) -> Session | None:
+    def ws_session(self, token: str | None, request: HttpRequest | None = None,
+                   ) -> Session | None:
         """The session of a `/ws` connection with `?token=`: None when it may do anything
-        (no token needed, or the API key given as the token). `TokenError` refuses it."""
+        (no token needed, or the API key given as the token). `TokenError` refuses it.
+        `request` is for an embedding app's `authorize` (`mount.HookAuth`)."""
         if not self.token_required:
             return None
         if not token:
@@ -48,7 +54,7 @@ class Auth:
         except TokenError as exc:
             raise forbidden(str(exc)) from None
 
-    def http_identity(self, request: web.Request) -> Identity | None:
+    def http_identity(self, request: HttpRequest) -> Identity | None:
         """The identity of an HTTP API request (`Authorization: Bearer <API key or JWT>`):
         None when it may do anything. `TokenError` refuses it (401)."""
         token = bearer_token(request)

@@ -38,6 +38,7 @@ from aiohttp.web_protocol import RequestHandler
 from hubbub.config import Settings
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.server.logs import client_line
+from hubbub.server.paths import local_path
 from hubbub.server.replies import error_response
 from hubbub.server.security import BadHeader, allowed_hosts, host_allowed, host_name
 from hubbub.tasks import spawn
@@ -221,30 +222,37 @@ class Guard:
                 response = self.reply(request, entry[1])
                 response.force_close()
                 return response
+        refusal = self.host_refusal(request.headers.get("Host"))
+        return None if refusal is None else self.reply(request, refusal)
+
+    def host_refusal(self, host: str | None) -> Refusal | None:
+        """The `allowed_hosts` check of a `Host` header (for any adapter)."""
         if self.allowed_hosts == ("*",):
             return None
-        host = request.headers.get("Host")
         if host is None:  # HTTP/1.0 without Host: no browser, nothing to rebind
             return None
         try:
             name = host_name(host)
         except BadHeader as exc:
-            return self.reply(request, Refusal(400, "bad_request", str(exc)))
+            return Refusal(400, "bad_request", str(exc))
         if host_allowed(name, self.allowed_hosts):
             return None
         self.refused_host += 1
         client_line(log, logging.WARNING, "host", "refused a request for host %r (allowed_hosts)",
                     name)
-        return self.reply(request, Refusal(
+        return Refusal(
             421, "host_not_allowed",
             f"this server does not answer to the host name {name!r}; it answers to "
-            f"{', '.join(self.allowed_hosts)} (allowed_hosts)"))
+            f"{', '.join(self.allowed_hosts)} (allowed_hosts)")
 
-    def http_rate(self, request: web.Request) -> float:
-        """For the HTTP API: 0.0 if the client's address may make this request now, else
-        the seconds until it may."""
+    def address_of(self, request: web.Request) -> str:
+        """The address the request's connection came from, as the limits count it."""
+        return self._peers.get(request.protocol, "unknown")
+
+    def http_rate_of(self, address: str) -> float:
+        """For the HTTP API: 0.0 if a client at `address` may make a request now, else the
+        seconds until it may."""
         settings = self.settings
-        address = self._peers.get(request.protocol, "unknown")
         wait = self._take(self._http_buckets, address, settings.http_rate_per_second,
                           settings.http_rate_burst, asyncio.get_running_loop().time())
         if wait:
@@ -255,7 +263,7 @@ class Guard:
     def reply(request: web.Request, refusal: Refusal) -> web.Response:
         """A refusal as the API's JSON error under /api/, as one line of text elsewhere."""
         headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
-        if request.rel_url.path.startswith("/api/"):
+        if local_path(request).startswith("/api/"):
             return error_response(refusal.status, refusal.code, refusal.reason, **headers)
         return web.Response(status=refusal.status, text=refusal.reason + "\n", headers=headers)
 
@@ -318,7 +326,7 @@ def request_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamRes
     refusal = request.app[GUARD].admit(request)
     if refusal is not None:
         return _now(refusal)
-    if request.rel_url.path.startswith("/static/"):
+    if local_path(request).startswith("/static/"):
         return _static(request, handler)
     return handler(request)  # type: ignore[no-any-return]
 

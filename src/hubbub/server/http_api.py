@@ -1,222 +1,97 @@
-"""The HTTP API: publish to rooms and read history from other programs (docs/http-api.md)."""
+"""The HTTP API over aiohttp: `api.Api` decides, this adapter carries (docs/http-api.md)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from hubbub.config import Settings
-from hubbub.core import events
-from hubbub.core import protocol as p
-from hubbub.core.codes import ErrorCode
-from hubbub.core.grants import Action, Identity, forbidden
-from hubbub.core.names import ROOM_RULE, SERVER_NICK, clean_room
-from hubbub.core.store import StoreError
-from hubbub.hub import Hub
 from hubbub.server import keys
-from hubbub.server.guard import GUARD, Guard
-from hubbub.server.logs import client_line
+from hubbub.server.api import ENDPOINTS, Api, Call, Reply
+from hubbub.server.guard import GUARD
+from hubbub.server.paths import local_path
 from hubbub.server.replies import dumps as _dumps
-from hubbub.server.replies import error_response
-from hubbub.server.security import BadHeader, TokenError, is_loopback, origin_allowed
+from hubbub.server.replies import error_response, http_error_response
 
-log = logging.getLogger("hubbub.api")
+API = web.AppKey("api", Api)
+CALL = "hubbub.call"
+"""The request's `api.Call`, set by `api_guard` once `Api.admit` let it through."""
+
 routes = web.RouteTableDef()
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-_STATUS = {
-    ErrorCode.BAD_JSON: 400,
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.INVALID_ROOM: 400,
-    ErrorCode.INVALID_NICK: 400,
-    ErrorCode.MESSAGE_TOO_LARGE: 413,
-    ErrorCode.ROOM_NOT_FOUND: 404,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.TOO_MANY_ROOMS: 403,
-    ErrorCode.UNAVAILABLE: 503,
-}
 
 
-def _ok(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=_dumps)
+def call_of(request: web.Request) -> Call:
+    settings = request.app[keys.SETTINGS]
+
+    async def read() -> bytes:
+        try:
+            async with asyncio.timeout(settings.header_timeout):
+                return await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="the request body did not arrive within "
+                                              "header_timeout") from None
+
+    return Call(method=request.method, path=request.rel_url.path, host=request.host,
+                headers=request.headers, query=request.rel_url.query,
+                address=request.app[GUARD].address_of(request),
+                room=request.match_info.get("room"), read=read,
+                authorized=request.get(keys.AUTHORIZED))
 
 
-def _refused(request: web.Request, code: ErrorCode, reason: str) -> web.Response:
-    request.app[keys.METRICS].refused(code)
-    return error_response(_STATUS.get(code, 400), code.value, reason)
+def response(reply: Reply) -> web.Response:
+    return web.json_response(reply.body, status=reply.status, headers=reply.headers or None,
+                             dumps=_dumps)
 
 
 @web.middleware
 def api_guard(request: web.Request, handler: Any) -> Awaitable[web.StreamResponse]:
-    """API key check and JSON errors for everything under /api/.
+    """`Api.admit` and JSON errors for everything under /api/.
 
     Not a coroutine itself: for other paths it hands back the handler's coroutine, so that
     no frame of it stays alive as long as a WebSocket connection does (~300 bytes each).
-    `rel_url.path`, not `request.path`: the request's own cache is full, and one more entry
-    makes it grow by ~200 bytes for the life of the connection.
+    The path is judged below hubbub's mount prefix (`paths.local_path`).
     """
-    if not request.rel_url.path.startswith("/api/"):
+    if not local_path(request).startswith("/api/"):
         return handler(request)  # type: ignore[no-any-return]
     return _guarded(request, handler)
 
 
-async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
-    settings: Settings = request.app[keys.SETTINGS]
-    guard = request.app[GUARD]
-    wait = guard.http_rate(request)
-    if wait:
-        return error_response(
-            429, ErrorCode.RATE_LIMITED.value,
-            f"over {settings.http_rate_per_second:g} API requests per second from your address"
-            " (http_rate_per_second); retry after Retry-After seconds",
-            **{"Retry-After": str(math.ceil(wait))})
-    try:
-        request[IDENTITY] = request.app[keys.AUTH].http_identity(request)
-        refused = _refusal(request, settings, guard)
-    except TokenError as exc:
-        return error_response(401, "unauthorized", str(exc),
-                              **{"WWW-Authenticate": 'Bearer realm="hubbub"'})
-    except BadHeader as exc:
-        return error_response(400, ErrorCode.BAD_REQUEST.value, str(exc))
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    api = request.app[API]
+    call = call_of(request)
+    refused = api.admit(call)
     if refused is not None:
-        return refused
+        return response(refused)
+    request[CALL] = call
     try:
-        response: web.StreamResponse = await handler(request)
+        return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "body_too_large",
-                              f"request body is larger than {settings.max_frame_bytes} bytes")
+                              f"request body is larger than {api.settings.max_frame_bytes} bytes")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            reply = error_response(exc.status, exc.reason.lower().replace(" ", "_"),
-                                   exc.text or exc.reason)
+            reply = http_error_response(exc)
             if exc.status == 408:  # the rest of the body is not worth waiting for
                 reply.force_close()
             return reply
         raise
-    except p.ProtocolError as exc:
-        return _refused(request, exc.code, exc.reason)
-    except StoreError:
-        return _refused(request, ErrorCode.UNAVAILABLE,
-                        "the message store is unavailable; nothing was stored")
-    return response
+    except Exception as exc:
+        answer = api.failure(exc)
+        if answer is None:
+            raise
+        return response(answer)
 
 
-def _refusal(request: web.Request, settings: Settings, guard: Guard) -> web.Response | None:
-    """What else a state-changing request needs once its credentials are accepted: the same
-    origin rule as WebSocket handshakes (a browser on another site cannot publish, even with
-    a `no-cors` text/plain fetch), and a key unless the server listens on loopback only."""
-    if request.method in SAFE_METHODS:
-        return None
-    if not origin_allowed(request, settings.allowed_origins):
-        guard.refused_origin += 1
-        client_line(log, logging.WARNING, "origin", "refused %s %s from origin %s",
-                    request.method, request.rel_url.path, request.headers.get("Origin"))
-        return error_response(403, "origin_not_allowed",
-                              f"requests from origin {request.headers.get('Origin')!r} may not "
-                              "change anything here (allowed_origins)")
-    if settings.api_key is None and not is_loopback(settings.host):
-        return error_response(403, "api_key_required",
-                              f"this server listens on {settings.host}, not loopback only: "
-                              "changing anything over HTTP needs an api_key")
-    return None
+def _endpoint(answer: Callable[[Api, Call], Awaitable[Reply]]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return response(await answer(request.app[API], request[CALL]))
+
+    handler.__name__ = answer.__name__
+    return handler
 
 
-IDENTITY = "hubbub.identity"
-"""The request's `Identity` (None: the API key, or an open API), set by `api_guard`."""
-
-
-def _room(request: web.Request, action: Action) -> str:
-    """The room of the path, if the request's credentials allow `action` in it."""
-    room = clean_room(request.match_info["room"])
-    if room is None:
-        raise p.ProtocolError(ErrorCode.INVALID_ROOM, ROOM_RULE)
-    identity: Identity | None = request[IDENTITY]
-    if identity is not None and not identity.grants.allows(action, room):
-        raise forbidden(f"the token does not allow {action} in {room!r}")
-    return room
-
-
-def _sender_nick(request: web.Request, body: dict[str, Any]) -> str:
-    """The `from` of an HTTP publish: as given (API key, open API), or the token's nickname."""
-    identity: Identity | None = request[IDENTITY]
-    if identity is None:
-        return p.validate_nick(body["from"]) if "from" in body else SERVER_NICK
-    if identity.nick is None:
-        raise forbidden("the token names no nickname (nick or sub) to publish as")
-    if "from" in body and body["from"] != identity.nick:
-        raise forbidden("from must be the token's nickname")
-    return identity.nick
-
-
-@routes.post("/api/rooms/{room}/messages")
-async def publish(request: web.Request) -> web.Response:
-    hub: Hub = request.app[keys.HUB]
-    room = _room(request, Action.PUBLISH)
-    try:
-        async with asyncio.timeout(request.app[keys.SETTINGS].header_timeout):
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(text="the request body did not arrive within "
-                                          "header_timeout") from None
-    request.app[keys.METRICS].http_publish(raw)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise p.ProtocolError(ErrorCode.BAD_JSON, f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise p.ProtocolError(ErrorCode.BAD_JSON, "body must be a JSON object")
-    p.check_integers(raw)
-    text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
-    nick = _sender_nick(request, body)
-    await hub.admit_room(room)
-    message = await hub.publish(room, text=text, data=data, nick=nick)
-    return _ok(events.receipt(message), status=201)
-
-
-def _query_int(request: web.Request, name: str, default: int | None,
-               low: int, high: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise p.ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be an integer") from None
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise p.ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be {bound}")
-    return value
-
-
-@routes.get("/api/rooms/{room}/messages")
-async def history(request: web.Request) -> web.Response:
-    hub: Hub = request.app[keys.HUB]
-    room = _room(request, Action.READ)
-    limit = _query_int(request, "limit", p.DEFAULT_HISTORY_LIMIT, 1, hub.limits.history_page_max)
-    assert limit is not None
-    after = _query_int(request, "after", None, 0, 2**63 - 1)
-    before = _query_int(request, "before", None, 0, 2**63 - 1)
-    return _ok(await hub.history(room, after=after, before=before, limit=limit))
-
-
-@routes.get("/api/rooms")
-async def rooms(request: web.Request) -> web.Response:
-    hub: Hub = request.app[keys.HUB]
-    after = request.query.get("after") or None
-    limit = _query_int(request, "limit", p.ROOM_PAGE, 1, p.ROOM_PAGE_MAX)
-    assert limit is not None
-    entries, more = await hub.room_list(after=after, limit=limit, who=request[IDENTITY])
-    return _ok(events.room_page(entries, more))
-
-
-@routes.get("/api/rooms/{room}/members")
-async def members(request: web.Request) -> web.Response:
-    hub: Hub = request.app[keys.HUB]
-    room = _room(request, Action.PRESENCE)
-    return _ok(events.members_body(room, hub.members(room)))
+for (_method, _path), _answer in ENDPOINTS.items():
+    routes.route(_method, _path)(_endpoint(_answer))

@@ -13,3 +13,6 @@ SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Auth)
+
+AUTHORIZED = "hubbub.authorized"
+"""The request's `Identity` as an embedding app's `authorize` decided it (`mount`)."""

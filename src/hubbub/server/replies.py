@@ -16,5 +16,11 @@ def error_response(status: int, code: str, reason: str, **headers: str) -> web.R
                              headers=headers or None, dumps=dumps)
 
 
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP error (raised by a handler, or by an embedding app's `authorize`)
+    as the API's JSON error: its code is the reason phrase in snake case."""
+    return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -9,20 +9,19 @@ import signal
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hubbub.config import Settings, describe
-from hubbub.core.memory_store import MemoryStore
-from hubbub.core.store import MessageStore, StoreOpenError
+from hubbub.core.store import StoreOpenError
 from hubbub.server import logs
 from hubbub.server.app import make_app
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, raise_descriptor_limit
 from hubbub.server.security import is_loopback
+from hubbub.server.storage import database_path
 
 log = logging.getLogger("hubbub")
 
@@ -30,23 +29,6 @@ LISTEN_BACKLOG = 4096
 """Connections the kernel may queue before `accept`. After a restart every client
 reconnects at once; with aiohttp's default of 128 the rest would wait for SYN retransmits
 (1 s, 3 s, 7 s...). The kernel caps it at `net.core.somaxconn`."""
-
-DATABASE_NAME = "hubbub.sqlite3"
-
-
-def database_path(settings: Settings) -> Path:
-    return settings.data_dir / DATABASE_NAME
-
-
-def make_store(settings: Settings) -> MessageStore:
-    if settings.store == "memory":
-        return MemoryStore()
-    from hubbub.stores.sqlite import SQLiteStore
-
-    durability: Literal["fsync", "batch"] = "batch" if settings.durability == "batch" else "fsync"
-    return SQLiteStore(database_path(settings), durability=durability,
-                       commit_window_ms=settings.commit_window_ms)
-
 
 def where_data_lives(settings: Settings) -> str:
     """The start-up line that says where messages are kept and how durably."""
@@ -152,18 +134,16 @@ async def _serve(settings: Settings) -> int:
         return 1
     # Before anything opens a descriptor; logged once listening (a failed start is one line).
     files_before, files_after = raise_descriptor_limit()
-    store = make_store(settings)
-    try:
-        await store.open()
-    except StoreOpenError as exc:
-        print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
-        return 1
-    print(where_data_lives(settings), flush=True)
-    app = make_app(settings, store, auth)
+    app = make_app(settings, auth)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout,
                            access_log=None, keepalive_timeout=settings.keepalive_timeout)
     try:
-        await runner.setup()
+        try:
+            await runner.setup()  # opens the store (`app.open_store`), before listening
+        except StoreOpenError as exc:
+            print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
+            return 1
+        print(where_data_lives(settings), flush=True)
         assert runner.server is not None
         guard = app[GUARD]
         guard.install(runner.server)
@@ -199,8 +179,8 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
         log.info("shutting down")
     finally:
+        # Closes every socket with 1001, then flushes and closes the store.
         with contextlib.suppress(Exception):
             await runner.cleanup()
-        await store.close()
     log.info("stopped")
     return 0

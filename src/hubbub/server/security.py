@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import jwt
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -18,12 +17,22 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 """The names a browser on this machine reaches a loopback-bound server by."""
 
 
+class HttpRequest(Protocol):
+    """What these checks read of a request: an aiohttp `web.Request`, or an `api.Call`."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def host(self) -> str: ...
+
+
 class BadHeader(ValueError):
     """A header a client sent cannot be read at all (the message says which and why): the
     request is answered 400, never 500."""
 
 
-def same_origin(request: web.Request, origin: str) -> bool:
+def same_origin(request: HttpRequest, origin: str) -> bool:
     """True when `origin` names this server as the browser reached it.
 
     Raises `BadHeader` for an origin whose port is not a port (`http://127.0.0.1:99999`).
@@ -45,7 +54,7 @@ def same_origin(request: web.Request, origin: str) -> bool:
     return origin_host == host
 
 
-def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> bool:
     """Cross-site request guard, for WebSocket handshakes and state-changing API requests.
 
     Browsers always send `Origin` on a WebSocket handshake and on every cross-origin POST
@@ -59,7 +68,7 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
     return "*" in allowed or normalized in allowed or same_origin(request, normalized)
 
 
-def bearer_token(request: web.Request) -> str | None:
+def bearer_token(request: HttpRequest) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, if there is one."""
     header = request.headers.get("Authorization", "")
     try:

@@ -16,14 +16,14 @@ from hubbub.core import protocol as p
 from hubbub.core.codec import LOBBY, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Identity, Session
-from hubbub.core.names import NICK_RULE, clean_nick, guest_name
+from hubbub.core.names import guest_name
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import Connection, Hub
 from hubbub.server import keys
+from hubbub.server.admission import Refused, admit_websocket
 from hubbub.server.guard import GUARD
 from hubbub.server.logs import client_line
-from hubbub.server.security import BadHeader, TokenError, origin_allowed
 from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.ws")
@@ -212,32 +212,19 @@ async def _too_many_pings(request: web.Request, socket: AiohttpSocket,
 
 
 def _admit(request: web.Request, settings: Settings) -> tuple[str | None, Session | None]:
-    """The checks before the handshake: (the nick, what the token allows), or an HTTP
-    error. A connection opened with a token has the token's nick (see `core.grants`)."""
+    """`admission.admit_websocket`, its refusals as HTTP errors."""
     try:
-        allowed = origin_allowed(request, settings.allowed_origins)
-    except BadHeader as exc:
-        raise web.HTTPBadRequest(text=f"{exc}\n") from None
-    if not allowed:
-        request.app[GUARD].refused_origin += 1
-        client_line(log, logging.WARNING, "origin", "refused WebSocket from origin %s",
-                    request.headers.get("Origin"))
-        raise web.HTTPForbidden(text="origin not allowed\n")
-    # Read through `rel_url`, whose cache has room to spare: one more entry in the request's
-    # own cache (`request.query`) makes it grow by ~200 bytes for the life of the connection.
-    query = request.rel_url.query
-    asked = query.get("nick")
-    nick = None if asked is None else clean_nick(asked)
-    if asked is not None and nick is None:
-        raise web.HTTPBadRequest(text=f"invalid nick: {NICK_RULE}\n")
-    try:
-        session = request.app[keys.AUTH].ws_session(query.get("token"))
-    except TokenError as exc:
-        log.info("refused WebSocket: %s", exc)
-        raise web.HTTPUnauthorized(text=f"{exc}\n") from None
-    if session is not None:
-        nick = session.identity.nick or guest_name()
-    return nick, session
+        # Read through `rel_url`, whose cache has room to spare: one more entry in the
+        # request's own cache (`request.query`) makes it grow by ~200 bytes for the life of
+        # the connection.
+        return admit_websocket(request, request.rel_url.query, settings,
+                               request.app[keys.AUTH], request.app[GUARD])
+    except Refused as exc:
+        raise _REFUSALS[exc.status](text=exc.text) from None
+
+
+_REFUSALS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden}
 
 
 async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
@@ -249,8 +236,7 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
                                                     history=settings.plain_history or None),)))
         except p.ProtocolError as exc:  # the token does not allow reading the lobby
             log.info("connection %s: %s", conn.id, exc.reason)
-            await socket_of(conn).ws.close(code=CloseCode.UNAUTHORIZED,
-                                           message=exc.reason.encode()[:120])
+            conn.outlet.socket.close_with(CloseCode.UNAUTHORIZED, exc.reason[:120])
         return
     await conn.send(conn.codec.event(events.welcome(
         protocol=p.SUBPROTOCOL, server=f"hubbub/{__version__}", conn_id=conn.id,

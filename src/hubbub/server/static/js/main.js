@@ -13,10 +13,14 @@ import { StatusView } from "./view/status.js";
 
 const WIDE = window.matchMedia("(min-width: 1100px)");
 
+// Relative to the page, so that it works wherever the page is mounted (`/`, or `/chat/`
+// inside an application that embeds hubbub).
 function socketUrl(nick) {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const query = nick ? `?nick=${encodeURIComponent(nick)}` : "";
-  return `${scheme}//${window.location.host}/ws${query}`;
+  const url = new URL("ws", window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.hash = "";
+  url.search = nick ? `?nick=${encodeURIComponent(nick)}` : "";
+  return url.href;
 }
 
 function main() {

@@ -1,0 +1,27 @@
+"""Which message store the settings ask for, and where its data lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from hubbub.config import Settings
+from hubbub.core.memory_store import MemoryStore
+from hubbub.core.store import MessageStore
+
+DATABASE_NAME = "hubbub.sqlite3"
+
+
+def database_path(settings: Settings) -> Path:
+    return settings.data_dir / DATABASE_NAME
+
+
+def make_store(settings: Settings) -> MessageStore:
+    """The store, not yet opened (the application opens it on start-up)."""
+    if settings.store == "memory":
+        return MemoryStore()
+    from hubbub.stores.sqlite import SQLiteStore
+
+    durability: Literal["fsync", "batch"] = "batch" if settings.durability == "batch" else "fsync"
+    return SQLiteStore(database_path(settings), durability=durability,
+                       commit_window_ms=settings.commit_window_ms)
