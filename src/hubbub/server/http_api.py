@@ -17,7 +17,7 @@ from hubbub.server.replies import dumps as _dumps
 from hubbub.server.replies import error_response, http_error_response
 
 API = web.AppKey("api", Api)
-CALL = "hubbub.call"
+CALL = web.RequestKey("hubbub.call", Call)
 """The request's `api.Call`, set by `api_guard` once `Api.admit` let it through."""
 
 routes = web.RouteTableDef()

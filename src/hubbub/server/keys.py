@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hubbub.config import Settings
+from hubbub.core.grants import Identity
 from hubbub.hub import Hub
 from hubbub.server.auth import Auth
 from hubbub.server.metrics import Metrics
@@ -14,5 +15,5 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Auth)
 
-AUTHORIZED = "hubbub.authorized"
+AUTHORIZED = web.RequestKey("hubbub.authorized", Identity)
 """The request's `Identity` as an embedding app's `authorize` decided it (`mount`)."""
