@@ -48,6 +48,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield server
 
 
+@pytest.fixture(scope="module", params=["aiohttp", "asgi"])
+def either_server(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The server under `hubbub serve` and under uvicorn (`hubbub.asgi`)."""
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
+                 "--jwt-secret", SECRET, "--api-key", API_KEY,
+                 adapter=request.param) as server:
+        yield server
+
+
 async def handshake_status(url: str, protocols: tuple[str, ...] = ("hubbub.v1",)) -> int:
     async with aiohttp.ClientSession() as session:
         try:
@@ -204,7 +214,16 @@ async def test_refresh_extends_the_connection_past_the_old_exp(server: ServerPro
         await client.assert_alive()  # the old exp has passed; the new token holds
 
 
-async def test_refreshed_exp_is_enforced(server: ServerProcess) -> None:
+async def test_a_tokens_exp_closes_the_connection_with_4001(
+        either_server: ServerProcess) -> None:
+    async with json_client(f"{either_server.ws_url}?token={alice(exp=int(time.time()) + 2)}"
+                           ) as client:
+        closed = await client.closed(seconds=TIMEOUT + 3)
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4001, closed
+
+
+async def test_refreshed_exp_is_enforced(either_server: ServerProcess) -> None:
+    server = either_server
     async with json_client(f"{server.ws_url}?token={alice()}") as client:
         await client.expect("refresh", token=alice(exp=int(time.time()) + 2))
         closed = await client.closed(seconds=TIMEOUT + 3)

@@ -23,6 +23,7 @@ from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream
 from hubbub.server.admission import Refused, admit_websocket
 from hubbub.server.api import Call
+from hubbub.server.auth import TokenExpiry
 from hubbub.server.sse import HEADERS, opening, serve_stream
 from hubbub.server.websocket import _greet
 from hubbub.tasks import spawn
@@ -120,6 +121,7 @@ async def websocket(hub_app: HubbubASGI, scope: Scope, receive: Receive, send: S
     socket = AsgiSocket(send)
     conn = hub.connect(hub.delivery.outlet(socket), nick=nick or guest_name(), wire=wire)
     conn.session = session
+    expiry = TokenExpiry(socket, session) if session is not None else None
     metrics = hub_app.metrics
     metrics.opened += 1
     code: int | None = None
@@ -155,6 +157,8 @@ async def websocket(hub_app: HubbubASGI, scope: Scope, receive: Receive, send: S
         log.exception("connection %s failed", conn.id)
         await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
     finally:
+        if expiry is not None:
+            expiry.cancel()
         socket.closed = True
         await hub.disconnect(conn)
         metrics.connection_closed(code)

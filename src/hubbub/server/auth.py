@@ -7,8 +7,13 @@ application, made from the settings at start-up.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from hubbub.config import Settings
+from hubbub.core.codes import CloseCode
 from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
+from hubbub.fanout import Socket
 from hubbub.server.security import (
     HttpRequest,
     TokenError,
@@ -65,3 +70,40 @@ class Auth:
         if self.api_key:
             raise TokenError("a valid API key is required")
         return None
+
+
+class TokenExpiry:
+    """Closes the connection with 4001 when its token's `exp` passes; a `refresh` moves
+    the deadline."""
+
+    __slots__ = ("handle", "session", "socket")
+
+    def __init__(self, socket: Socket, session: Session) -> None:
+        self.socket = socket
+        self.session = session
+        self.handle: asyncio.TimerHandle | None = None
+        session.on_refresh = self._refreshed
+        self._arm()
+
+    def _refreshed(self, identity: Identity) -> None:
+        self.cancel()
+        self._arm()
+
+    def _arm(self) -> None:
+        expires = self.session.identity.expires
+        if expires is None:
+            self.handle = None
+            return
+        delay = max(expires - time.time(), 0.0)
+        self.handle = asyncio.get_running_loop().call_later(delay, self._due)
+
+    def _due(self) -> None:
+        expires = self.session.identity.expires
+        if expires is not None and expires <= time.time():
+            self.socket.close_with(CloseCode.UNAUTHORIZED, "token expired")
+        else:
+            self._arm()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()

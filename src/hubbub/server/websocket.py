@@ -15,13 +15,14 @@ from hubbub.core import events
 from hubbub.core import protocol as p
 from hubbub.core.codec import LOBBY, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
-from hubbub.core.grants import Identity, Session
+from hubbub.core.grants import Session
 from hubbub.core.names import guest_name
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.fanout import HIGH_WATER, Socket
 from hubbub.hub import Connection, Hub
 from hubbub.server import keys
 from hubbub.server.admission import Refused, admit_websocket
+from hubbub.server.auth import TokenExpiry
 from hubbub.server.guard import GUARD
 from hubbub.server.logs import client_line
 from hubbub.tasks import spawn
@@ -144,7 +145,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                        wire=wire)
     metrics.opened += 1
     conn.session = session
-    expiry = _Expiry(ws, session) if session is not None else None
+    expiry = TokenExpiry(cast(Socket, socket), session) if session is not None else None
     # Made on the first ping only: most clients never send one, and a local of this frame
     # costs nothing until it is set.
     pings: TokenBucket | None = None
@@ -242,44 +243,6 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
         protocol=p.SUBPROTOCOL, server=f"hubbub/{__version__}", conn_id=conn.id,
         nick=conn.nick, heartbeat=_seconds(settings.heartbeat), limits=hub.limits,
     )))
-
-
-class _Expiry:
-    """Closes the connection with 4001 when its token's `exp` passes; a `refresh` moves
-    the deadline."""
-
-    __slots__ = ("handle", "session", "ws")
-
-    def __init__(self, ws: web.WebSocketResponse, session: Session) -> None:
-        self.ws = ws
-        self.session = session
-        self.handle: asyncio.TimerHandle | None = None
-        session.on_refresh = self._refreshed
-        self._arm()
-
-    def _refreshed(self, identity: Identity) -> None:
-        self.cancel()
-        self._arm()
-
-    def _arm(self) -> None:
-        expires = self.session.identity.expires
-        if expires is None:
-            self.handle = None
-            return
-        delay = max(expires - time.time(), 0.0)
-        self.handle = asyncio.get_running_loop().call_later(delay, self._due)
-
-    def _due(self) -> None:
-        expires = self.session.identity.expires
-        if expires is not None and expires <= time.time():
-            spawn(self.ws.close(code=CloseCode.UNAUTHORIZED, message=b"token expired"),
-                  "token-expiry")
-        else:
-            self._arm()
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
 
 
 def _seconds(value: float) -> int | float:
