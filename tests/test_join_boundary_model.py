@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.core.memory_store import MemoryStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft, Message
 from hubbub.core.store import HistoryPage, Outcome, RoomState
 from test_hub import connect, make_hub, of_type, request, settle

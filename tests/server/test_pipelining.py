@@ -19,7 +19,7 @@ import pytest
 
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
-from hubbub.core.memory_store import MemoryStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft
 from hubbub.core.store import Outcome
 from hubbub.fanout import Socket, make_delivery

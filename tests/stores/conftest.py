@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.core.memory_store import MemoryStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.core.store import MessageStore
 from hubbub.stores.sqlite import SQLiteStore
 

@@ -20,8 +20,8 @@ import pytest
 
 from hubbub.core.message import Draft, Message
 from hubbub.core.store import RoomState, StoreError, StoreOpenError
-from hubbub.stores.migrations import SCHEMA_VERSION
-from hubbub.stores.sqlite import TRIM_CHUNK, SQLiteStore
+from hubbub.stores.sqlite.migrations import SCHEMA_VERSION
+from hubbub.stores.sqlite.store import TRIM_CHUNK, SQLiteStore
 
 
 def draft(room: str = "r", text: str | None = "hi", **kw: object) -> Draft:
@@ -464,7 +464,7 @@ async def test_submit_to_a_closed_store_is_refused_through_its_outcome(db: Path)
 
 async def test_a_version_1_file_is_migrated_and_its_rooms_advance_through_the_trigger(
         db: Path) -> None:
-    from hubbub.stores.migrations import MIGRATIONS
+    from hubbub.stores.sqlite.migrations import MIGRATIONS
 
     db.parent.mkdir(parents=True)
     old = sqlite3.connect(db, isolation_level=None)

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubbub.core.memory_store import MemoryStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft
 from hubbub.core.store import HistoryPage, MessageStore
 from hubbub.stores.sqlite import SQLiteStore

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from hubbub.config import Settings
-from hubbub.core.memory_store import MemoryStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.core.store import MessageStore
 
 DATABASE_NAME = "hubbub.sqlite3"

@@ -60,9 +60,9 @@ from hubbub.core.store import (
     StoreOpenError,
     new_epoch,
 )
-from hubbub.stores.checkpointer import Checkpointer
-from hubbub.stores.lockfile import LockFile, LockHeld
-from hubbub.stores.migrations import SCHEMA_VERSION, migrate, schema_version
+from hubbub.stores.sqlite.checkpointer import Checkpointer
+from hubbub.stores.sqlite.lockfile import LockFile, LockHeld
+from hubbub.stores.sqlite.migrations import SCHEMA_VERSION, migrate, schema_version
 
 log = logging.getLogger(__name__)
 
