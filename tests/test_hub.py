@@ -12,10 +12,10 @@ import pytest
 from hubbub.core import protocol as p
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.store import HistoryPage, RoomState
 from hubbub.fanout import Socket, make_delivery
 from hubbub.hub import Connection, Hub
+from hubbub.stores.memory import MemoryStore
 from memsocket import MemorySocket
 
 STRATEGIES = ["auto", "sequential", "concurrent", "queued"]

@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft, Message
 from hubbub.core.store import HistoryPage, Outcome, RoomState
+from hubbub.stores.memory import MemoryStore
 from test_hub import connect, make_hub, of_type, request, settle
 
 PUBLISHED = 60

@@ -19,11 +19,11 @@ import pytest
 
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft
 from hubbub.core.store import Outcome
 from hubbub.fanout import Socket, make_delivery
 from hubbub.hub import MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, Hub
+from hubbub.stores.memory import MemoryStore
 from hubbub.stores.sqlite import SQLiteStore
 from memsocket import MemorySocket
 from support.rawws import OP_TEXT, RawWebSocket, frame

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.store import MessageStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.stores.sqlite import SQLiteStore
 
 

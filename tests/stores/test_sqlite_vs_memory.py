@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.message import Draft
 from hubbub.core.store import HistoryPage, MessageStore
+from hubbub.stores.memory import MemoryStore
 from hubbub.stores.sqlite import SQLiteStore
 
 rooms = st.sampled_from(["a", "b", "ü"])

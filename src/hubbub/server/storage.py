@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from hubbub.config import Settings
-from hubbub.stores.memory import MemoryStore
 from hubbub.core.store import MessageStore
+from hubbub.stores.memory import MemoryStore
 
 DATABASE_NAME = "hubbub.sqlite3"
 

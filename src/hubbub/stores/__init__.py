@@ -1,5 +1,5 @@
-"""Message stores that keep history outside the process (the in-memory one is in `core`)."""
+"""Message store implementations (`memory`, `sqlite`) of the interface in `core/store.py`."""
 
-from hubbub.stores.sqlite import SQLiteStore, default_path
+from hubbub.stores.sqlite import SQLiteStore
 
-__all__ = ["SQLiteStore", "default_path"]
+__all__ = ["SQLiteStore"]

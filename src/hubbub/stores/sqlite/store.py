@@ -32,12 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
-import json
 import logging
 import os
 import queue
-import re
 import sqlite3
 import stat
 import threading
@@ -47,8 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-import orjson
 
 from hubbub.core.message import Draft, Message, now_ms
 from hubbub.core.store import (
@@ -61,10 +56,18 @@ from hubbub.core.store import (
     new_epoch,
 )
 from hubbub.stores.sqlite.checkpointer import Checkpointer
+from hubbub.stores.sqlite.codec import decode_data, encode_data
 from hubbub.stores.sqlite.lockfile import LockFile, LockHeld
 from hubbub.stores.sqlite.migrations import SCHEMA_VERSION, migrate, schema_version
+from hubbub.stores.sqlite.sql import (
+    MESSAGES_INSERT,
+    ROOMS_INSERT,
+    ROWS_PER_STATEMENT,
+    STATEMENT_CACHE,
+    insert_rows,
+)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hubbub.stores.sqlite")  # the name operators see in the logs
 
 Durability = Literal["fsync", "batch"]
 
@@ -521,11 +524,11 @@ class SQLiteStore(MessageStore):
             if not new_rooms and len(messages) <= ROWS_PER_STATEMENT:
                 # The usual commit: one INSERT, its own transaction; the schema's trigger
                 # advances each room's `last_offset` inside it.
-                _insert_rows(conn, _MESSAGES_INSERT, messages)
+                insert_rows(conn, MESSAGES_INSERT, messages)
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                _insert_rows(conn, _ROOMS_INSERT, new_rooms)
-                _insert_rows(conn, _MESSAGES_INSERT, messages)
+                insert_rows(conn, ROOMS_INSERT, new_rooms)
+                insert_rows(conn, MESSAGES_INSERT, messages)
                 conn.execute("COMMIT")
             elapsed = time.perf_counter() - started
         except sqlite3.Error as exc:
@@ -750,63 +753,4 @@ def _unwritten_room() -> RoomState:
     return RoomState(new_epoch(), 0, 1)
 
 
-_ROOMS_INSERT = "INSERT INTO rooms (name, epoch, last_offset, created_ms) VALUES "
-_MESSAGES_INSERT = "INSERT INTO messages (room, offset, id, nick, sender, text, data, ts) VALUES "
-
-ROWS_PER_STATEMENT = 64
-"""Rows in one multi-row INSERT. Python's sqlite3 drops the GIL around every
-`sqlite3_step`, once per row with `executemany`; each time the event loop thread takes it
-and the writer then waits for it back (a context switch, or up to the 5 ms switch
-interval). One statement per up to 64 rows makes that once per chunk. Larger statements
-were slower (binding their parameters holds the GIL: 512-row commits took 17 ms instead of
-6), and 64 rows x 8 columns stays below the 999 bound parameters of old SQLite builds."""
-
-STATEMENT_CACHE = 2 * ROWS_PER_STATEMENT + 16
-"""Prepared statements the writer keeps: one per chunk size of each INSERT, and a few more."""
-
-
-@functools.lru_cache(maxsize=STATEMENT_CACHE)
-def _multi_row_sql(head: str, width: int, rows: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return head + ", ".join([one] * rows)
-
-
-def _insert_rows(conn: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]) -> None:
-    # Chunks of exactly the rows left (up to the bound): a commit of up to 64 rows is one
-    # statement. At most 64 distinct statements per table, which the writer's statement
-    # cache holds.
-    for index in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[index : index + ROWS_PER_STATEMENT]
-        sql = _multi_row_sql(head, len(chunk[0]), len(chunk))
-        conn.execute(sql, [value for row in chunk for value in row])
-
-
-_LONG_NUMBER = re.compile(r"\d{19}")
-
-
-def encode_data(data: Any) -> str:
-    """`data` as compact JSON text; integers beyond 64 bits are kept exactly."""
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:
-        pass
-    try:
-        # orjson refuses integers beyond 64 bits; the standard library keeps them exactly.
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"message data cannot be stored as JSON: {exc}") from exc
-
-
-def decode_data(text: str) -> Any:
-    # orjson would turn integers beyond 64 bits into floats; such text has 19+ digit runs.
-    if _LONG_NUMBER.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
-
-
-def default_path(data_dir: Path) -> Path:
-    """Where the server keeps the database inside its data directory."""
-    return Path(data_dir) / "hubbub.sqlite3"
-
-
-__all__ = ["SQLiteStore", "default_path"]
+__all__ = ["SQLiteStore"]
