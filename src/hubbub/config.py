@@ -12,8 +12,8 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class Settings:
     http_rate_per_second: float = 1_000.0
     http_rate_burst: int = 2_000
     max_total_rooms: int | None = 100_000
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     jwt_public_key_file: Path | None = None
     require_token: bool = False
 
@@ -441,17 +440,11 @@ def describe(settings: Settings) -> dict[str, Any]:
     """Settings as plain values, secrets masked, for the start-up log."""
     shown = {}
     for item in dataclasses.fields(settings):
-        if item.name == "extra":
-            continue
         value = getattr(settings, item.name)
         if item.name in ("api_key", "jwt_secret") and value:
             value = "***"
         shown[item.name] = str(value) if isinstance(value, Path) else value
     return shown
-
-
-def flag_names() -> Sequence[str]:
-    return [option.name for option in OPTIONS]
 
 
 def from_code(**values: Any) -> Settings:
@@ -474,6 +467,5 @@ def validate(settings: Settings) -> Settings:
     """`settings` built by hand (`Settings(...)`) checked as `from_code` checks them."""
     defaults = Settings()
     given = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
-             if item.name != "extra"
-             and getattr(settings, item.name) != getattr(defaults, item.name)}
-    return dataclasses.replace(from_code(**given), extra=settings.extra)
+             if getattr(settings, item.name) != getattr(defaults, item.name)}
+    return from_code(**given)

@@ -25,12 +25,13 @@ RESERVED_NICKS = frozenset({SERVER_NICK})
 """Nicknames nobody may take, compared case-insensitively (`str.casefold`)."""
 
 # \w is Unicode-aware for str patterns: letters and digits of any script, and "_".
-_ROOM = re.compile(r"[\w.:@-]{1,64}")
+_ROOM = re.compile(rf"[\w.:@-]{{1,{MAX_ROOM_CHARS}}}")
 _NICK_WORD = r"[\w.'-]+"
 _NICK = re.compile(rf"{_NICK_WORD}(?: {_NICK_WORD})*")
 
 ROOM_RULE = (
-    "room names are 1-64 letters, digits, or _ - . : @, without invisible characters "
+    f"room names are 1-{MAX_ROOM_CHARS} letters, digits, or _ - . : @, without invisible"
+    " characters "
     "or Latin, Cyrillic and Greek letters mixed"
 )
 NICK_RULE = (

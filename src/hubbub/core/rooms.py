@@ -39,10 +39,6 @@ class Room(Generic[M, P]):
     def live_count(self) -> int:
         return sum(len(members) for members in self.live.values())
 
-    def has(self, member_id: str) -> bool:
-        return member_id in self.joining or any(
-            member_id in members for members in self.live.values())
-
     def begin_join(self, member_id: str, member: M, wire: Wire = Wire.JSON) -> None:
         self.joining[member_id] = (member, wire, [])
 
