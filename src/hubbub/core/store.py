@@ -1,7 +1,7 @@
 """The message store interface: durable per-room history with offsets and epochs.
 
-Implementations: `MemoryStore` (here, for tests and throwaway rooms) and `SQLiteStore`
-(`hubbub.stores.sqlite`, the default). A Redis store must fit the same interface.
+Implementations: `MemoryStore` (`hubbub.stores.memory`, for tests and throwaway rooms) and
+`SQLiteStore` (`hubbub.stores.sqlite`, the default). A Redis store must fit the same interface.
 
 Contract every implementation keeps (tests in `tests/stores/test_contract.py` run against
 each):
