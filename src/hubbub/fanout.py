@@ -70,6 +70,24 @@ class Socket(Protocol):
         """Close with `code` now, aborting if even that cannot be written soon."""
 
 
+class UnframedSocket:
+    """Base of the sockets that carry text, not WebSocket frames (SSE streams): `framed` is
+    False, so the engine hands them text through its queued path and never calls `write`
+    or `offer`."""
+
+    __slots__ = ()
+
+    @property
+    def framed(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - only for framed sockets
+        raise NotImplementedError
+
+    def offer(self, data: bytes) -> bool:  # pragma: no cover - only for framed sockets
+        raise NotImplementedError
+
+
 class Payload:
     """One text frame's content, encoded once and framed at most once."""
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support.server import ServerProcess, running
+from support.server import ADAPTERS, ServerProcess, running
 
 ModuleServer = Callable[..., ServerProcess]
 
@@ -19,4 +19,14 @@ ModuleServer = Callable[..., ServerProcess]
 def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Default settings but the memory store and no rate limit, shared by a module."""
     with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0") as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=list(ADAPTERS))
+def adapter_server(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """As `module_server`, once per adapter (`hubbub serve` and `hubbub.asgi` under
+    uvicorn), for the protocol tests that must hold over both."""
+    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
+                 adapter=request.param) as server:
         yield server

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
 
-from support.server import ADAPTERS, ServerProcess, running
+from support.server import ServerProcess
 from support.wsclient import Event, http_post_json, join, json_client, plain_client, unique
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,13 +18,10 @@ pytestmark = pytest.mark.timeout(60)
 ID = re.compile(r"[0-9a-f]{12}")
 
 
-@pytest.fixture(scope="module", params=list(ADAPTERS))
-def module_server(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """As conftest's, once per adapter: these protocol tests run over aiohttp and ASGI."""
-    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
-                 adapter=request.param) as server:
-        yield server
+@pytest.fixture(scope="module")
+def module_server(adapter_server: ServerProcess) -> ServerProcess:
+    """These protocol tests run over both adapters (conftest's `adapter_server`)."""
+    return adapter_server
 
 
 

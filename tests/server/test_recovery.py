@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from support.server import ADAPTERS, ServerProcess, running
+from support.server import ServerProcess, running
 from support.wsclient import join, json_client, unique
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module", params=list(ADAPTERS))
-def module_server(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """As conftest's, once per adapter: these protocol tests run over aiohttp and ASGI."""
-    with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0",
-                 adapter=request.param) as server:
-        yield server
+@pytest.fixture(scope="module")
+def module_server(adapter_server: ServerProcess) -> ServerProcess:
+    """These protocol tests run over both adapters (conftest's `adapter_server`)."""
+    return adapter_server
 
 
 

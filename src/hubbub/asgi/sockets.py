@@ -21,6 +21,7 @@ from hubbub.core.codec import Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream
+from hubbub.fanout import UnframedSocket
 from hubbub.server.admission import Refused, admit_websocket
 from hubbub.server.api import Call
 from hubbub.server.auth import TokenExpiry
@@ -177,7 +178,7 @@ async def _refuse_handshake(scope: Scope, send: Send, refused: Refused) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
-class AsgiSseSocket:
+class AsgiSseSocket(UnframedSocket):
     """The delivery engine's view of one SSE stream over ASGI."""
 
     __slots__ = ("done", "send", "stream")
@@ -186,16 +187,6 @@ class AsgiSseSocket:
         self.send = send
         self.stream = stream
         self.done = asyncio.Event()
-
-    @property
-    def framed(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:  # pragma: no cover - only for framed sockets
-        raise NotImplementedError
-
-    def offer(self, data: bytes) -> bool:  # pragma: no cover - only for framed sockets
-        raise NotImplementedError
 
     def buffered(self) -> int:
         return 0

@@ -24,7 +24,7 @@ from hubbub.core.codec import Wire
 from hubbub.core.grants import Action, Identity, Session, forbidden
 from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream, parse_position
-from hubbub.fanout import HIGH_WATER, Socket
+from hubbub.fanout import HIGH_WATER, Socket, UnframedSocket
 from hubbub.hub import Hub
 from hubbub.server.api import Api, Call
 from hubbub.server.http_api import API, CALL, response
@@ -46,7 +46,7 @@ HEADERS = {
 }
 
 
-class SseSocket:
+class SseSocket(UnframedSocket):
     """The delivery engine's view of one SSE stream (see `hubbub.fanout.Socket`)."""
 
     __slots__ = ("done", "request", "response", "stream", "transport")
@@ -61,17 +61,6 @@ class SseSocket:
         self.transport = transport
         self.done = asyncio.Event()
         """Set when the stream ends: the client left, or the server closed it."""
-
-    @property
-    def framed(self) -> bool:
-        # Never: a WebSocket frame means nothing here, so the engine hands over text.
-        return False
-
-    def write(self, data: bytes) -> None:  # pragma: no cover - only for framed sockets
-        raise NotImplementedError
-
-    def offer(self, data: bytes) -> bool:  # pragma: no cover - only for framed sockets
-        raise NotImplementedError
 
     def buffered(self) -> int:
         return self.transport.get_write_buffer_size()
