@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hubbub.fanout import HIGH_WATER, AutoDelivery, CorkedOutlet, Outlet, Payload, make_delivery
-from memsocket import MemorySocket
+from support.memsocket import MemorySocket
 
 
 async def pass_loop() -> None:

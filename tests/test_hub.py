@@ -16,7 +16,7 @@ from hubbub.core.store import HistoryPage, RoomState
 from hubbub.fanout import Socket, make_delivery
 from hubbub.hub import Connection, Hub
 from hubbub.stores.memory import MemoryStore
-from memsocket import MemorySocket
+from support.memsocket import MemorySocket
 
 STRATEGIES = ["auto", "sequential", "concurrent", "queued"]
 

@@ -25,7 +25,7 @@ from hubbub.fanout import Socket, make_delivery
 from hubbub.hub import MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, Hub
 from hubbub.stores.memory import MemoryStore
 from hubbub.stores.sqlite import SQLiteStore
-from memsocket import MemorySocket
+from support.memsocket import MemorySocket
 from support.rawws import OP_TEXT, RawWebSocket, frame
 from support.server import ServerFactory, ServerProcess, running
 from support.wsclient import Event, JsonClient, join, json_client, plain_client, unique
