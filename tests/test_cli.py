@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 import hubbub
-from hubbub.config import OPTIONS, Settings, setting, show_default
+from hubbub.server.settings import OPTIONS, Settings, setting, show_default
 from support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)

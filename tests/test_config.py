@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.config import ConfigError, Settings, add_arguments, load
+from hubbub.server.settings import ConfigError, Settings, add_arguments, load
 
 
 def flags(*argv: str) -> argparse.Namespace:
@@ -111,7 +111,7 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
 
 
 def test_operations_doc_lists_every_setting() -> None:
-    from hubbub.config import OPTIONS
+    from hubbub.server.settings import OPTIONS
 
     doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
     for option in OPTIONS:

@@ -13,8 +13,8 @@ from hubbub.core import protocol as p
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.store import HistoryPage, RoomState
-from hubbub.fanout import Socket, make_delivery
-from hubbub.hub import Connection, Hub
+from hubbub.engine.fanout import Socket, make_fanout
+from hubbub.engine.hub import Connection, Hub
 from hubbub.stores.memory import MemoryStore
 from support.memsocket import MemorySocket
 
@@ -37,13 +37,13 @@ class SlowStore(MemoryStore):
 
 def make_hub(strategy: str = "auto", store: MemoryStore | None = None) -> Hub:
     limits = Limits(rate_per_second=0, history_page_max=7)
-    return Hub(store or MemoryStore(), make_delivery(strategy, 1 << 22), limits)
+    return Hub(store or MemoryStore(), make_fanout(strategy, 1 << 22), limits)
 
 
 def connect(hub: Hub, nick: str = "n",
             wire: Wire = Wire.JSON) -> tuple[Connection, MemorySocket]:
     sock = MemorySocket()
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick=nick, wire=wire)
+    conn = hub.connect(hub.fanout.outlet(cast(Socket, sock)), nick=nick, wire=wire)
     return conn, sock
 
 
@@ -297,7 +297,7 @@ async def test_a_replay_waits_for_each_page_to_leave_before_reading_the_next() -
 
 async def test_a_member_that_falls_too_far_behind_while_joining_is_closed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hubbub.hub.RECOVERY_MAX", 30)
+    monkeypatch.setattr("hubbub.engine.hub.RECOVERY_MAX", 30)
     hub = make_hub()
     epoch = await _room_with(hub, 20)
     conn, sock = connect(hub)

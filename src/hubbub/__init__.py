@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from hubbub.config import ConfigError, Settings
-    from hubbub.config import from_code as settings
     from hubbub.core.grants import Grants, Identity, parse_grants
-    from hubbub.hub import Hub
+    from hubbub.engine.hub import Hub
     from hubbub.server.mount import HUB, HUBS, setup
+    from hubbub.server.settings import ConfigError, Settings
+    from hubbub.server.settings import from_code as settings
 
 _EXPORTS = {
     "setup": ("hubbub.server.mount", "setup"),
     "HUB": ("hubbub.server.mount", "HUB"),
     "HUBS": ("hubbub.server.mount", "HUBS"),
-    "Hub": ("hubbub.hub", "Hub"),
-    "Settings": ("hubbub.config", "Settings"),
-    "ConfigError": ("hubbub.config", "ConfigError"),
-    "settings": ("hubbub.config", "from_code"),
+    "Hub": ("hubbub.engine.hub", "Hub"),
+    "Settings": ("hubbub.server.settings", "Settings"),
+    "ConfigError": ("hubbub.server.settings", "ConfigError"),
+    "settings": ("hubbub.server.settings", "from_code"),
     "Identity": ("hubbub.core.grants", "Identity"),
     "Grants": ("hubbub.core.grants", "Grants"),
     "parse_grants": ("hubbub.core.grants", "parse_grants"),

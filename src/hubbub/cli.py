@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from hubbub import __version__
-from hubbub.config import ConfigError, add_arguments, load
+from hubbub.server.settings import ConfigError, add_arguments, load
 
 # Subcommands that live with their feature: each module has add_arguments() and run().
 PLUGINS = {

@@ -1,7 +1,7 @@
 """Pipelined publishes: a client that does not wait for acks, against a real server.
 
 The server starts each publish's append as soon as its frame is read (see `Connection` in
-`hubbub.hub`); these tests hold it to the promises in docs/protocol.md, "Pipelining":
+`hubbub.engine.hub`); these tests hold it to the promises in docs/protocol.md, "Pipelining":
 replies in request order, offsets in send order, nothing lost or reordered at a disconnect.
 """
 
@@ -21,8 +21,8 @@ from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft
 from hubbub.core.store import Outcome
-from hubbub.fanout import Socket, make_delivery
-from hubbub.hub import MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, Hub
+from hubbub.engine.fanout import Socket, make_fanout
+from hubbub.engine.hub import MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, Hub
 from hubbub.stores.memory import MemoryStore
 from hubbub.stores.sqlite import SQLiteStore
 from support.memsocket import MemorySocket
@@ -238,9 +238,9 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
             held.append((draft, then))
 
     store = HeldStore()
-    hub = Hub(store, make_delivery("auto", 1 << 22), Limits(rate_per_second=0))
+    hub = Hub(store, make_fanout("auto", 1 << 22), Limits(rate_per_second=0))
     sock = MemorySocket()
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
+    conn = hub.connect(hub.fanout.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
     total = MAX_IN_FLIGHT + 8
 
@@ -274,9 +274,9 @@ async def test_a_connection_stops_reading_at_max_in_flight_bytes() -> None:
             held.append((draft, then))
 
     store = HeldStore()
-    hub = Hub(store, make_delivery("auto", 1 << 24),
+    hub = Hub(store, make_fanout("auto", 1 << 24),
               Limits(rate_per_second=0, max_frame_bytes=64 * 1024))
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, MemorySocket())), nick="n",
+    conn = hub.connect(hub.fanout.outlet(cast(Socket, MemorySocket())), nick="n",
                        wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
     big = {"blob": "x" * 60_000}  # `text` is capped far lower; `data` only by the frame
@@ -306,9 +306,9 @@ async def test_pipelined_publishes_into_sqlite_take_no_task_each(tmp_path: Path)
     store = SQLiteStore(tmp_path / "hubbub.sqlite3")
     await store.open()
     try:
-        hub = Hub(store, make_delivery("auto", 1 << 24), Limits(rate_per_second=0))
+        hub = Hub(store, make_fanout("auto", 1 << 24), Limits(rate_per_second=0))
         sock = MemorySocket()
-        conn = hub.connect(hub.delivery.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
+        conn = hub.connect(hub.fanout.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
         await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
         tasks_before = len(asyncio.all_tasks())
         for i in range(500):

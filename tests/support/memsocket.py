@@ -1,4 +1,4 @@
-"""An in-memory `hubbub.fanout.Socket` for testing the engine and hub without a network."""
+"""An in-memory `hubbub.engine.fanout.Socket` for testing the engine and hub without a network."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from websockets.frames import Frame
 from websockets.streams import StreamReader
 
 from hubbub.core.codes import CloseCode
-from hubbub.fanout import HIGH_WATER
+from hubbub.engine.fanout import HIGH_WATER
 
 
 class MemorySocket:

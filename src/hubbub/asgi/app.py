@@ -31,10 +31,10 @@ from hubbub.asgi.messages import (
     respond,
 )
 from hubbub.asgi.sockets import event_stream, websocket
-from hubbub.config import Settings, from_code, load, validate
 from hubbub.core.store import MessageStore
-from hubbub.fanout import make_delivery
-from hubbub.hub import Hub
+from hubbub.engine.fanout import make_fanout
+from hubbub.engine.hub import Hub
+from hubbub.engine.tasks import spawn
 from hubbub.server.api import ENDPOINTS, Api, Call, Reply, error
 from hubbub.server.app import (
     STATIC_DIR,
@@ -46,8 +46,8 @@ from hubbub.server.auth import Auth
 from hubbub.server.guard import Guard
 from hubbub.server.heartbeat import _beat
 from hubbub.server.metrics import Metrics
+from hubbub.server.settings import Settings, from_code, load, validate
 from hubbub.server.storage import make_store
-from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.asgi")
 
@@ -70,7 +70,7 @@ class HubbubASGI:
     def __init__(self, settings: Settings, store: MessageStore | None = None) -> None:
         self.settings = settings
         self.hub = Hub(store or make_store(settings),
-                       make_delivery(settings.fanout, settings.outbox_max_bytes),
+                       make_fanout(settings.fanout, settings.outbox_max_bytes),
                        settings.limits, max_total_rooms=settings.max_total_rooms)
         self.auth = Auth(settings)
         self.guard = Guard(settings)

@@ -1,5 +1,5 @@
 """`/ws` and SSE streams over ASGI: each connection is a hub connection whose outlet's
-socket implements `hubbub.fanout.Socket` on ASGI messages.
+socket implements `hubbub.engine.fanout.Socket` on ASGI messages.
 
 An ASGI application never sees the socket: every frame goes through the server's `send`,
 one awaited message per frame. So these sockets are not `framed` (the delivery engine gives
@@ -21,13 +21,13 @@ from hubbub.core.codec import Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream
-from hubbub.fanout import UnframedSocket
+from hubbub.engine.fanout import UnframedSocket
+from hubbub.engine.tasks import spawn
 from hubbub.server.admission import Refused, admit_websocket
 from hubbub.server.api import Call
 from hubbub.server.auth import TokenExpiry
 from hubbub.server.sse import HEADERS, opening, serve_stream
 from hubbub.server.websocket import _greet
-from hubbub.tasks import spawn
 
 if TYPE_CHECKING:
     from hubbub.asgi.app import HubbubASGI
@@ -40,7 +40,7 @@ UNSUPPORTED_DATA = 1003
 
 
 class AsgiSocket:
-    """The delivery engine's view of one ASGI WebSocket (see `hubbub.fanout.Socket`)."""
+    """The delivery engine's view of one ASGI WebSocket (see `hubbub.engine.fanout.Socket`)."""
 
     __slots__ = ("closed", "seen", "send")
 
@@ -120,7 +120,7 @@ async def websocket(hub_app: HubbubASGI, scope: Scope, receive: Receive, send: S
     await send({"type": "websocket.accept",
                 "subprotocol": p.SUBPROTOCOL if wire is Wire.JSON else None})
     socket = AsgiSocket(send)
-    conn = hub.connect(hub.delivery.outlet(socket), nick=nick or guest_name(), wire=wire)
+    conn = hub.connect(hub.fanout.outlet(socket), nick=nick or guest_name(), wire=wire)
     conn.session = session
     expiry = TokenExpiry(socket, session) if session is not None else None
     metrics = hub_app.metrics

@@ -39,7 +39,7 @@ import orjson
 
 from hubbub.bench.errors import BenchError
 from hubbub.bench.targets import ServerProcess, Target
-from hubbub.config import setting, show_default
+from hubbub.server.settings import setting, show_default
 
 PROTOCOL = "hubbub.v1"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hubbub.bench import payload
 from hubbub.bench.endpoint import Endpoint
-from hubbub.config import FANOUT_STRATEGIES, setting, show_default
+from hubbub.server.settings import FANOUT_STRATEGIES, setting, show_default
 
 MAX_RATE = 1_000_000.0
 MAX_CONNECTIONS = 200_000

@@ -15,7 +15,7 @@ import orjson
 
 from hubbub.client.errors import ClientError, HubbubError
 from hubbub.client.sync import publish
-from hubbub.config import setting
+from hubbub.server.settings import setting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from hubbub.config import Settings
 from hubbub.core.grants import Session
 from hubbub.core.names import NICK_RULE, clean_nick, guest_name
 from hubbub.server.auth import Auth
 from hubbub.server.guard import Guard
 from hubbub.server.logs import client_line
 from hubbub.server.security import BadHeader, HttpRequest, TokenError, origin_allowed
+from hubbub.server.settings import Settings
 
 log = logging.getLogger("hubbub.ws")
 

@@ -16,19 +16,19 @@ from typing import Any
 
 import orjson
 
-from hubbub.config import Settings
 from hubbub.core import events
 from hubbub.core import protocol as p
 from hubbub.core.codes import ErrorCode
 from hubbub.core.grants import Action, Identity, forbidden
 from hubbub.core.names import ROOM_RULE, SERVER_NICK, clean_room
 from hubbub.core.store import StoreError
-from hubbub.hub import Hub
+from hubbub.engine.hub import Hub
 from hubbub.server.auth import Auth
 from hubbub.server.guard import Guard
 from hubbub.server.logs import client_line
 from hubbub.server.metrics import Metrics
 from hubbub.server.security import BadHeader, TokenError, is_loopback, origin_allowed
+from hubbub.server.settings import Settings
 
 log = logging.getLogger("hubbub.api")
 

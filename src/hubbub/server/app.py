@@ -12,11 +12,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from hubbub.config import Settings
 from hubbub.core.message import now_ms
 from hubbub.core.store import MessageStore
-from hubbub.fanout import make_delivery
-from hubbub.hub import Hub
+from hubbub.engine.fanout import make_fanout
+from hubbub.engine.hub import Hub
+from hubbub.engine.tasks import spawn
 from hubbub.server import http_api, keys, sse
 from hubbub.server.api import Api
 from hubbub.server.auth import Auth
@@ -24,9 +24,9 @@ from hubbub.server.guard import GUARD, Guard, request_guard
 from hubbub.server.heartbeat import heartbeat
 from hubbub.server.metrics import Metrics
 from hubbub.server.paths import PREFIX, local_path, owned
+from hubbub.server.settings import Settings
 from hubbub.server.storage import make_store
 from hubbub.server.websocket import socket_of, websocket_handler
-from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.server")
 
@@ -75,7 +75,7 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     store is opened on start-up and closed last on shutdown, after every socket was closed
     with 1001.
     """
-    hub = Hub(store, make_delivery(settings.fanout, settings.outbox_max_bytes), settings.limits,
+    hub = Hub(store, make_fanout(settings.fanout, settings.outbox_max_bytes), settings.limits,
               max_total_rooms=settings.max_total_rooms)
     app[PREFIX] = prefix
     app[keys.SETTINGS] = settings
@@ -210,7 +210,7 @@ async def close_websockets(app: web.Application) -> None:
 async def close_connections(hub: Hub) -> None:
     """Write what is pending, then close every connection of `hub` with 1001 (SSE streams
     end), whatever adapter made it."""
-    hub.delivery.flush()
+    hub.fanout.flush()
     # The hub's registry of connections is the only one: a second would cost every idle
     # connection another dict entry.
     sockets = [socket_of(conn) for conn in hub.connections.values()]

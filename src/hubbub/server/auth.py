@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hubbub.config import Settings
 from hubbub.core.codes import CloseCode
 from hubbub.core.grants import GrantError, Identity, Session, forbidden, identity_from_claims
-from hubbub.fanout import Socket
+from hubbub.engine.fanout import Socket
 from hubbub.server.security import (
     HttpRequest,
     TokenError,
@@ -21,6 +20,7 @@ from hubbub.server.security import (
     key_matches,
     load_verifier,
 )
+from hubbub.server.settings import Settings
 
 
 class Auth:

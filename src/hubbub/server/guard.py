@@ -35,13 +35,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from hubbub.config import Settings
 from hubbub.core.ratelimit import TokenBucket
+from hubbub.engine.tasks import spawn
 from hubbub.server.logs import client_line
 from hubbub.server.paths import local_path
 from hubbub.server.replies import error_response
 from hubbub.server.security import BadHeader, allowed_hosts, host_allowed, host_name
-from hubbub.tasks import spawn
+from hubbub.server.settings import Settings
 
 log = logging.getLogger("hubbub.guard")
 

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hubbub.hub import Hub
+from hubbub.engine.hub import Hub
+from hubbub.engine.tasks import spawn
 from hubbub.server import keys
 from hubbub.server.logs import client_line
 from hubbub.server.websocket import socket_of
-from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.heartbeat")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hubbub.config import Settings
 from hubbub.core.grants import Identity
-from hubbub.hub import Hub
+from hubbub.engine.hub import Hub
 from hubbub.server.auth import Auth
 from hubbub.server.metrics import Metrics
+from hubbub.server.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)

@@ -23,7 +23,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from hubbub.core.codes import CloseCode, ErrorCode
-from hubbub.hub import Hub
+from hubbub.engine.hub import Hub
 from hubbub.server.guard import Guard
 from hubbub.server.looplag import LoopLagMonitor, Probe, garbage_collections
 
@@ -86,7 +86,7 @@ class Metrics:
             buckets=BATCH_BUCKETS, registry=self.registry)
         self.registry.register(_Collector(self))
 
-        hub.delivery.on_written = self.publish_to_write.observe
+        hub.fanout.on_written = self.publish_to_write.observe
         hub.store.on_commit = self._committed
 
     def _committed(self, seconds: float, writes: int) -> None:
@@ -147,14 +147,14 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         metrics = self.metrics
         hub = metrics.hub
-        delivery = hub.delivery
+        fanout = hub.fanout
         yield _gauge("hubbub_connections", "Open WebSocket connections", len(hub.connections))
         yield _gauge("hubbub_rooms", "Rooms with at least one member", len(hub.registry.names()))
         yield _counter("hubbub_messages_published", "Messages stored", hub.published)
         yield _counter("hubbub_deliveries", "Fan-out copies handed to sockets (one per "
-                       "recipient per message)", delivery.deliveries)
+                       "recipient per message)", fanout.deliveries)
         yield _counter("hubbub_slow_closes", "Connections closed as too slow (4008)",
-                       delivery.slow_closes)
+                       fanout.slow_closes)
         yield _gauge("hubbub_outbox_bytes", "Bytes held now in the outboxes of connections "
                      "whose socket is not keeping up",
                      sum(conn.outlet.held() for conn in hub.connections.values()))
@@ -188,9 +188,9 @@ class _Collector:
                                       "http": metrics.http_received_bytes})
         yield _counter("hubbub_sent_messages", "WebSocket frames handed to the delivery "
                        "engine: fan-out copies and frames to one connection",
-                       delivery.deliveries + delivery.sends)
+                       fanout.deliveries + fanout.sends)
         yield _counter("hubbub_sent_bytes", "Payload bytes of those frames",
-                       delivery.sent_bytes)
+                       fanout.sent_bytes)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from hubbub.config import Settings, from_code, validate
 from hubbub.core.grants import Identity, Session, forbidden
-from hubbub.hub import Hub
+from hubbub.engine.hub import Hub
 from hubbub.server import keys
 from hubbub.server.api import Call
 from hubbub.server.app import install, new_app
@@ -31,6 +30,7 @@ from hubbub.server.keys import AUTHORIZED
 from hubbub.server.paths import OWN_PATHS, OWN_TREES, local_path, owned
 from hubbub.server.replies import http_error_response
 from hubbub.server.security import HttpRequest
+from hubbub.server.settings import Settings, from_code, validate
 from hubbub.server.storage import make_store
 
 log = logging.getLogger("hubbub.embed")

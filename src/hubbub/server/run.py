@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hubbub.config import Settings, describe
 from hubbub.core.store import StoreOpenError
 from hubbub.server import logs
 from hubbub.server.app import make_app
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, raise_descriptor_limit
 from hubbub.server.security import is_loopback
+from hubbub.server.settings import Settings, describe
 from hubbub.server.storage import database_path
 
 log = logging.getLogger("hubbub")

@@ -24,12 +24,12 @@ from hubbub.core.codec import Wire
 from hubbub.core.grants import Action, Identity, Session, forbidden
 from hubbub.core.names import guest_name
 from hubbub.core.sse import HEARTBEAT, SseStream, parse_position
-from hubbub.fanout import HIGH_WATER, Socket, UnframedSocket
-from hubbub.hub import Hub
+from hubbub.engine.fanout import HIGH_WATER, Socket, UnframedSocket
+from hubbub.engine.hub import Hub
+from hubbub.engine.tasks import spawn
 from hubbub.server.api import Api, Call
 from hubbub.server.http_api import API, CALL, response
 from hubbub.server.logs import client_line
-from hubbub.tasks import spawn
 
 log = logging.getLogger("hubbub.sse")
 
@@ -47,7 +47,7 @@ HEADERS = {
 
 
 class SseSocket(UnframedSocket):
-    """The delivery engine's view of one SSE stream (see `hubbub.fanout.Socket`)."""
+    """The delivery engine's view of one SSE stream (see `hubbub.engine.fanout.Socket`)."""
 
     __slots__ = ("done", "request", "response", "stream", "transport")
 
@@ -132,7 +132,7 @@ async def serve_stream(hub: Hub, socket: StreamSocket, identity: Identity | None
     connection that joins `room` from `since` and stays until the client goes, the server
     closes it (shutdown, too slow) or its token expires."""
     nick = identity.nick if identity is not None and identity.nick else guest_name()
-    conn = hub.connect(hub.delivery.outlet(socket), nick=nick, wire=Wire.JSON)
+    conn = hub.connect(hub.fanout.outlet(socket), nick=nick, wire=Wire.JSON)
     if identity is not None:
         conn.session = Session(identity, _no_refresh)
     log.debug("SSE stream %s opened on %r as %s", conn.id, room, conn.nick)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from hubbub.config import Settings
 from hubbub.core.store import MessageStore
+from hubbub.server.settings import Settings
 from hubbub.stores.memory import MemoryStore
 
 DATABASE_NAME = "hubbub.sqlite3"

@@ -10,7 +10,6 @@ from typing import cast
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from hubbub import __version__
-from hubbub.config import Settings
 from hubbub.core import events
 from hubbub.core import protocol as p
 from hubbub.core.codec import LOBBY, Wire
@@ -18,14 +17,15 @@ from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Session
 from hubbub.core.names import guest_name
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.fanout import HIGH_WATER, Socket
-from hubbub.hub import Connection, Hub
+from hubbub.engine.fanout import HIGH_WATER, Socket
+from hubbub.engine.hub import Connection, Hub
+from hubbub.engine.tasks import spawn
 from hubbub.server import keys
 from hubbub.server.admission import Refused, admit_websocket
 from hubbub.server.auth import TokenExpiry
 from hubbub.server.guard import GUARD
 from hubbub.server.logs import client_line
-from hubbub.tasks import spawn
+from hubbub.server.settings import Settings
 
 log = logging.getLogger("hubbub.ws")
 
@@ -43,7 +43,7 @@ connection is aborted."""
 
 
 class AiohttpSocket:
-    """The delivery engine's view of one aiohttp WebSocket (see `hubbub.fanout.Socket`)."""
+    """The delivery engine's view of one aiohttp WebSocket (see `hubbub.engine.fanout.Socket`)."""
 
     __slots__ = ("framed", "request", "seen", "transport", "ws")
 
@@ -141,7 +141,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # one we do not speak) gets the plain-text protocol.
     wire = Wire.JSON if ws.ws_protocol == p.SUBPROTOCOL else Wire.PLAIN
     socket = AiohttpSocket(ws, request)
-    conn = hub.connect(hub.delivery.outlet(cast(Socket, socket)), nick=nick or guest_name(),
+    conn = hub.connect(hub.fanout.outlet(cast(Socket, socket)), nick=nick or guest_name(),
                        wire=wire)
     metrics.opened += 1
     conn.session = session

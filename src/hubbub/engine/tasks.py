@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger("hubbub.tasks")
+log = logging.getLogger("hubbub.tasks")  # the name operators see in the logs
 
 _running: set[asyncio.Task[Any]] = set()
 

@@ -261,7 +261,7 @@ OPTIONS: tuple[Option, ...] = (
            _int(0, 10_000), "N"),
     Option("outbox_max_bytes", "bytes queued for one slow client before it is closed (4008)",
            _int(1024, 1024**3), "BYTES"),
-    Option("fanout", "delivery strategy", _choice(*FANOUT_STRATEGIES), "STRATEGY"),
+    Option("fanout", "fan-out strategy", _choice(*FANOUT_STRATEGIES), "STRATEGY"),
     Option("compression", "offer permessage-deflate", _bool, flag_action="store_true"),
     Option("shutdown_timeout", "seconds to finish work on SIGTERM", _float(0, 300), "SECONDS"),
     Option("log_format", "text, or json: one JSON object per line for log shippers",

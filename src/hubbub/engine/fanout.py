@@ -1,4 +1,4 @@
-"""Delivery: getting one payload to many sockets, four ways.
+"""Fanout: getting one payload to many sockets, four ways.
 
 `auto` (the default) is the engine hubbub is built around:
 
@@ -35,7 +35,7 @@ from hubbub.core.codes import CloseCode
 from hubbub.core.outbox import Outbox
 from hubbub.core.wsframe import text_frame
 
-log = logging.getLogger("hubbub.fanout")
+log = logging.getLogger("hubbub.fanout")  # the name operators see in the logs
 
 HIGH_WATER = 64 * 1024
 """Bytes a socket's transport may hold before it counts as lagging (asyncio's default)."""
@@ -129,7 +129,7 @@ class Outlet:
         return 0
 
 
-class Delivery(abc.ABC):
+class Fanout(abc.ABC):
     """Counters are plain integers, read by `/metrics` when it is scraped: the fan-out is
     the hot path, and a Prometheus call per message would cost more than the rest of it."""
 
@@ -166,12 +166,12 @@ class Delivery(abc.ABC):
         self.reply(outlet, payload)
 
     @abc.abstractmethod
-    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+    def broadcast(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
         """Send to every outlet, in order with everything sent before, without waiting:
         the store hands committed messages over in a plain callback (see
         `MessageStore.listen`). `audience`, if given, names a stable set of recipients
-        (see `AutoDelivery`); strategies that do not batch ignore it."""
+        (see `AutoFanout`); strategies that do not batch ignore it."""
 
     def published(self, at: float) -> None:  # noqa: B027 - only `auto` measures batches
         """The fan-outs that follow carry messages published at `at` (Unix time, seconds)
@@ -249,7 +249,7 @@ class _Group:
 _Write = tuple[CorkedOutlet, bytes]
 
 
-class AutoDelivery(Delivery):
+class AutoFanout(Fanout):
     """Publishing costs O(1) per message; writing costs one call per socket per loop pass.
 
     A fan-out only records `(audience, frame)`: messages to the same audience within one
@@ -273,7 +273,7 @@ class AutoDelivery(Delivery):
         self._open: dict[Hashable, _Group] = {}
         self._flush_scheduled = False
         self._oldest = 0.0  # Unix time of the oldest message waiting for `_flush` (0: none)
-        self._fallback = QueuedDelivery(outbox_limit)
+        self._fallback = QueuedFanout(outbox_limit)
         self._mixed = False  # set once a connection needs the fallback: checks get per-member
 
     def outlet(self, socket: Socket) -> Outlet:
@@ -297,7 +297,7 @@ class AutoDelivery(Delivery):
         ops.append((outlet, payload.frame))
         self._schedule()
 
-    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+    def broadcast(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
         """`audience` names a stable recipient set (the hub's key is `(room name, Wire)`:
         a room's live members of one wire format): consecutive messages passed the same
@@ -434,7 +434,7 @@ class AutoDelivery(Delivery):
 # --- the teaching note's strategies -------------------------------------------------------
 
 
-class SequentialDelivery(Delivery):
+class SequentialFanout(Fanout):
     """`for ws in members: await ws.send_str(text)`: one slow reader stalls everyone.
 
     Fan-outs and sends are done in order by one task per server, as the note's loop would
@@ -495,7 +495,7 @@ class SequentialDelivery(Delivery):
         self._enqueue([], Payload(b""), done)
         await done
 
-    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+    def broadcast(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
         members = list(outlets)
         self.deliveries += len(members)
@@ -507,7 +507,7 @@ class SequentialDelivery(Delivery):
             self.on_written(time.monotonic() - started)
 
 
-class ConcurrentDelivery(SequentialDelivery):
+class ConcurrentFanout(SequentialFanout):
     """`await asyncio.gather(*sends)`: one task per recipient per message."""
 
     name = "concurrent"
@@ -556,7 +556,7 @@ class QueuedOutlet(Outlet):
         return self.queued_bytes
 
 
-class QueuedDelivery(Delivery):
+class QueuedFanout(Fanout):
     """A queue and a writer task per connection: no recipient waits for another."""
 
     name = "queued"
@@ -581,7 +581,7 @@ class QueuedDelivery(Delivery):
         self.sent_bytes += len(payload.data)
         self.push(outlet, payload)
 
-    def fanout(self, outlets: Iterable[Outlet], payload: Payload,
+    def broadcast(self, outlets: Iterable[Outlet], payload: Payload,
                audience: Hashable | None = None) -> None:
         size = len(payload.data)
         for outlet in outlets:
@@ -595,11 +595,11 @@ class QueuedDelivery(Delivery):
             await outlet.queue.join()
 
 
-def make_delivery(strategy: str, outbox_limit: int) -> Delivery:
-    kinds: dict[str, type[Delivery]] = {
-        "auto": AutoDelivery,
-        "sequential": SequentialDelivery,
-        "concurrent": ConcurrentDelivery,
-        "queued": QueuedDelivery,
+def make_fanout(strategy: str, outbox_limit: int) -> Fanout:
+    kinds: dict[str, type[Fanout]] = {
+        "auto": AutoFanout,
+        "sequential": SequentialFanout,
+        "concurrent": ConcurrentFanout,
+        "queued": QueuedFanout,
     }
     return kinds[strategy](outbox_limit)

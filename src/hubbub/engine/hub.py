@@ -31,9 +31,9 @@ from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
 from hubbub.core.rooms import Room, RoomRegistry
 from hubbub.core.store import MessageStore, Outcome, RoomState, StoreError, settle
-from hubbub.fanout import Delivery, Outlet, Payload
+from hubbub.engine.fanout import Fanout, Outlet, Payload
 
-log = logging.getLogger("hubbub.hub")
+log = logging.getLogger("hubbub.hub")  # the name operators see in the logs
 
 LOGGED_REFUSALS = 10
 """Refusals logged per connection before only every 100th is: a client sending garbage in
@@ -134,12 +134,12 @@ class Connection:
         """Send one frame. None (an event this connection's codec has no form for, such as
         a plain-text client's ack) sends nothing."""
         if data is not None:
-            await self.hub.delivery.send(self.outlet, Payload(data))
+            await self.hub.fanout.send(self.outlet, Payload(data))
 
     def reply(self, data: bytes | None) -> None:
         """`send` without waiting (from the store's commit step)."""
         if data is not None:
-            self.hub.delivery.reply(self.outlet, Payload(data))
+            self.hub.fanout.reply(self.outlet, Payload(data))
 
     async def handle_text(self, text: str) -> None:
         """One text frame from this client. Never raises: failures become replies that
@@ -255,11 +255,11 @@ class _CatchUp:
 
 
 class Hub:
-    def __init__(self, store: MessageStore, delivery: Delivery, limits: Limits, *,
+    def __init__(self, store: MessageStore, fanout: Fanout, limits: Limits, *,
                  max_total_rooms: int | None = None) -> None:
         self.store = store
         self.max_total_rooms = max_total_rooms
-        self.delivery = delivery
+        self.fanout = fanout
         self.limits = limits
         self.registry: RoomRegistry[Connection, Message] = RoomRegistry()
         self.connections: dict[str, Connection] = {}
@@ -355,7 +355,7 @@ class Hub:
         once its message is stored cannot keep it from the room."""
         self.published += len(messages)
         if messages:
-            self.delivery.published(messages[0].ts / 1000)  # the batch's oldest, in order
+            self.fanout.published(messages[0].ts / 1000)  # the batch's oldest, in order
         for message in messages:
             room = self.registry.get(message.room)
             if room is None:
@@ -367,7 +367,7 @@ class Hub:
                     self._abandon(conn, room.name, CloseCode.TOO_SLOW, "too slow")
             for wire, members in room.live.items():
                 if members:
-                    self.delivery.fanout(room.view(wire, _outlet),
+                    self.fanout.broadcast(room.view(wire, _outlet),
                                          Payload(CODECS[wire].message(message)),
                                          (room.name, wire))
 
@@ -461,7 +461,7 @@ class Hub:
                     raise _ReplayBroken("retention removed messages the replay still owed")
                 await self._replay(conn, messages)
                 after = messages[-1].offset
-                await self.delivery.drain(conn.outlet)
+                await self.fanout.drain(conn.outlet)
             while True:
                 room = self.registry.get(name)
                 if room is None or conn.id not in room.joining:
@@ -474,7 +474,7 @@ class Hub:
                     break
                 await self._replay(conn, fresh)
                 last = fresh[-1].offset
-                await self.delivery.drain(conn.outlet)
+                await self.fanout.drain(conn.outlet)
         except _ReplayBroken as exc:
             log.warning("connection %s: replay of %r stopped: %s", conn.id, name, exc)
             self._abandon(conn, name, CloseCode.INTERNAL_ERROR, "replay interrupted; reconnect")
@@ -546,7 +546,7 @@ class Hub:
             if others:
                 # Same audience key as the room's messages: this list differs from the
                 # room's view, so messages after this event cannot be written ahead of it.
-                self.delivery.fanout(others, Payload(data), (room_name, wire))
+                self.fanout.broadcast(others, Payload(data), (room_name, wire))
 
     async def refresh(self, conn: Connection, request: p.Refresh) -> None:
         """Swap in a new token (same subject); rooms it no longer allows reading are left."""
