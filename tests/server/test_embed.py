@@ -19,7 +19,7 @@ from hubbub.core.store import StoreOpenError
 from hubbub.server.storage import database_path
 from support.server import free_port
 from support.sseclient import sse_stream
-from support.wsclient import http_get_json, join, json_client
+from support.wsclient import handshake_refusal, http_get_json, join, json_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -184,11 +184,7 @@ async def test_authorize_decides_for_websocket_api_and_sse() -> None:
     hubbub.setup(app, "/chat", memory(), authorize=team_login())
     async with serving(app) as url:
         ws_url = url.replace("http", "ws") + "/chat/ws"
-        # refused: no login
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            async with json_client(ws_url):
-                pass
-        assert refused.value.status == 403
+        assert await handshake_refusal(ws_url) == 403  # no login
         async with aiohttp.ClientSession() as session:
             async with session.get(url + "/chat/api/rooms/team-red/messages") as response:
                 assert response.status == 403

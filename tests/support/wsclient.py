@@ -156,6 +156,17 @@ async def plain_client(ws_url: str, *, nick: str | None = None,
         yield PlainClient(ws)
 
 
+async def handshake_refusal(ws_url: str) -> int:
+    """The HTTP status a `hubbub.v1` handshake to `ws_url` is refused with (fails if it is
+    accepted)."""
+    try:
+        async with json_client(ws_url):
+            pass
+    except aiohttp.WSServerHandshakeError as refused:
+        return refused.status
+    raise AssertionError(f"the handshake to {ws_url} was accepted")
+
+
 async def join(client: JsonClient, *rooms: Any) -> Event:
     reply = await client.expect("join", rooms=list(rooms))
     assert reply["type"] == "joined", reply
