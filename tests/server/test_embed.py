@@ -162,8 +162,14 @@ def test_settings_from_code_are_checked_as_flags_are() -> None:
         hubbub.settings(colour="blue")
     with pytest.raises(hubbub.ConfigError, match="max_text_bytes"):
         hubbub.settings(max_text_bytes=10_000, max_frame_bytes=1_000)
+
+
+@pytest.mark.parametrize("prefix", ["chat", "/{room}", "//chat", "/chat//x", "/../admin",
+                                    "/chat/.", "/ch at", "/chat?x=1", "/chat#x", "/ch\nat",
+                                    "/" + "\u00e9"])
+def test_a_prefix_that_is_not_a_plain_path_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
-        hubbub.setup(web.Application(), "chat", memory())
+        hubbub.setup(web.Application(), prefix, memory())
 
 
 def team_login() -> Callable[[web.Request], Identity]:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from hubbub.core.message import Draft, Message
-from hubbub.core.store import MessageStore, RoomState
+from hubbub.core.store import MessageStore, RoomState, StoreError
 
 
 def draft(room: str = "r", text: str | None = "hi", **kw: object) -> Draft:
@@ -211,3 +211,29 @@ async def test_unusual_room_names(store: MessageStore, room: str) -> None:
     m = await store.append(draft(room))
     page = await store.read(room, limit=1)
     assert page is not None and page.messages == [m]
+
+
+async def test_a_failing_outcome_callback_keeps_the_others_and_the_message(
+        store: MessageStore) -> None:
+    got: list[int] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def broken(outcome: object) -> None:
+        raise RuntimeError("a caller's bug")
+
+    def last(outcome: Message | StoreError) -> None:
+        assert isinstance(outcome, Message)
+        got.append(outcome.offset)
+        done.set_result(None)
+
+    def first(outcome: Message | StoreError) -> None:
+        assert isinstance(outcome, Message)
+        got.append(outcome.offset)
+
+    store.submit(draft("cb", "one"), first)
+    store.submit(draft("cb", "two"), broken)
+    store.submit(draft("cb", "three"), last)
+    await done
+    assert got == [1, 3]
+    page = await store.read("cb", limit=10)
+    assert page is not None and [m.text for m in page.messages] == ["one", "two", "three"]

@@ -95,6 +95,17 @@ class MessageStore(abc.ABC):
             listener(messages)
         except Exception:
             log.exception("the store's listener failed on %d messages", len(messages))
+
+    @staticmethod
+    def _report(then: Outcome, outcome: Message | StoreError) -> None:
+        """Implementations report every outcome through this: a caller whose `then` fails
+        must not keep the other outcomes of a batch from theirs, nor see its message
+        refused after it was stored."""
+        try:
+            then(outcome)
+        except Exception:
+            log.exception("a store outcome callback failed")
+
     on_commit: Callable[[float, int], None] | None = None
     """Set by whoever watches the store (the server's metrics): a store that writes in
     transactions calls it after each successful one with its duration in seconds and the

@@ -96,7 +96,7 @@ class Connection:
       answer in `_pending`, a FIFO answered from its head only (`_answer_in_turn`, run by
       the store's commit step), and every other request and every refusal first waits for
       the FIFO to empty (`settle`).
-    - At most `MAX_IN_FLIGHT` publishes and `MAX_IN_FLIGHT_BYTES` of their text are
+    - At most `MAX_IN_FLIGHT` publishes and `MAX_IN_FLIGHT_BYTES` of their frames are
       waiting per connection.
     """
 
@@ -283,9 +283,8 @@ class Hub:
     # --- requests --------------------------------------------------------------------------
 
     async def dispatch(self, conn: Connection, request: p.Request) -> None:
+        """Answer one request that is not a publish (`Connection.pipeline` takes those)."""
         match request:
-            case p.Publish(_, text):
-                await conn.pipeline(request, len(text or ""))
             case p.Join():
                 await self.join(conn, request)
             case p.Leave(rooms, ref):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -111,9 +112,15 @@ def setup(app: web.Application, prefix: str = "/chat", settings: Settings | None
     return hub
 
 
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+"""Path segments of URL-safe characters: no route placeholders (`{...}`), no empty segment,
+nothing a URL would have to escape."""
+
+
 def _clean_prefix(prefix: str) -> str:
     cleaned = prefix.rstrip("/")
-    if cleaned and (not cleaned.startswith("/") or "{" in cleaned or "//" in cleaned):
+    if (not _PREFIX.fullmatch(cleaned)
+            or any(part in (".", "..") for part in cleaned.split("/"))):
         raise ValueError(f"prefix {prefix!r} must be a path like '/chat' (or '' for none)")
     return cleaned
 

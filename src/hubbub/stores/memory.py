@@ -39,7 +39,7 @@ class MemoryStore(MessageStore):
             # Trimmed in halves so that appends stay O(1) amortised.
             del room.messages[: len(room.messages) - self._max_per_room]
         self._stored((message,))
-        then(message)
+        self._report(then, message)
 
     def discard(self, room: str) -> None:
         found = self._rooms.get(room)

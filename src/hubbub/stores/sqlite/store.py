@@ -369,7 +369,7 @@ class SQLiteStore(MessageStore):
             self._check_usable()
             data_json = None if draft.data is None else encode_data(draft.data)
         except StoreError as exc:
-            then(exc)
+            self._report(then, exc)
             return
         room = draft.room
         state = self._states.get(room)
@@ -390,11 +390,7 @@ class SQLiteStore(MessageStore):
                 self._first_appends[op.draft.room] = left
             else:
                 del self._first_appends[op.draft.room]
-        try:
-            op.then(outcome)
-        except Exception:
-            # One caller's failure must not keep the rest of the batch from its outcome.
-            log.exception("a store outcome callback failed")
+        self._report(op.then, outcome)
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         state = self._states.get(room)
