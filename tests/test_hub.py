@@ -9,6 +9,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from hubbub.brokers.local import LocalBroker
 from hubbub.core import protocol as p
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
@@ -37,7 +38,7 @@ class SlowStore(MemoryStore):
 
 def make_hub(strategy: str = "auto", store: MemoryStore | None = None) -> Hub:
     limits = Limits(rate_per_second=0, history_page_max=7)
-    return Hub(store or MemoryStore(), make_fanout(strategy, 1 << 22), limits)
+    return Hub(LocalBroker(store or MemoryStore()), make_fanout(strategy, 1 << 22), limits)
 
 
 def connect(hub: Hub, nick: str = "n",
@@ -68,7 +69,7 @@ async def test_join_since_is_gap_free_while_others_publish(strategy: str) -> Non
     await request(publisher, type="join", rooms=["r"])
     for n in range(30):
         await request(publisher, type="publish", room="r", text=f"early {n}")
-    epoch = (await hub.store.room_state("r")).epoch  # type: ignore[union-attr]
+    epoch = (await hub.broker.room_state("r")).epoch  # type: ignore[union-attr]
 
     async def publish_more() -> None:
         for n in range(60):
@@ -136,7 +137,7 @@ async def test_truncated_history_is_not_passed_off_as_recovery() -> None:
     await request(conn, type="join", rooms=["r"])
     for n in range(10):
         await request(conn, type="publish", room="r", text=str(n))
-    await hub.store.trim(max_count=3, max_age_ms=None, now_ms=0)
+    await hub.broker.trim(max_count=3, max_age_ms=None, now_ms=0)
     await settle()
     epoch = of_type(sock, "ack")[0]["epoch"]
     other, other_sock = connect(hub)
@@ -252,7 +253,7 @@ class CountingStore(MemoryStore):
 async def _room_with(hub: Hub, count: int) -> str:
     for n in range(count):
         await hub.publish("r", text=str(n))
-    state = await hub.store.room_state("r")
+    state = await hub.broker.room_state("r")
     assert state is not None
     return state.epoch
 
@@ -321,5 +322,5 @@ async def test_in_process_publishes_of_data_that_cannot_go_out_store_nothing() -
     for data in (object(), {"when": object()}, deep):
         with pytest.raises(p.ProtocolError):
             await hub.publish("r", data=data)
-    assert await hub.store.room_state("r") is None
+    assert await hub.broker.room_state("r") is None
     assert (await hub.publish("r", data={"a": [[[]]]})).offset == 1

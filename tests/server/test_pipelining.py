@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from hubbub.brokers.local import LocalBroker
 from hubbub.core.codec import Wire
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft
@@ -238,7 +239,7 @@ async def test_a_connection_stops_reading_at_max_in_flight_publishes() -> None:
             held.append((draft, then))
 
     store = HeldStore()
-    hub = Hub(store, make_fanout("auto", 1 << 22), Limits(rate_per_second=0))
+    hub = Hub(LocalBroker(store), make_fanout("auto", 1 << 22), Limits(rate_per_second=0))
     sock = MemorySocket()
     conn = hub.connect(hub.fanout.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
     await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))
@@ -274,7 +275,7 @@ async def test_a_connection_stops_reading_at_max_in_flight_bytes() -> None:
             held.append((draft, then))
 
     store = HeldStore()
-    hub = Hub(store, make_fanout("auto", 1 << 24),
+    hub = Hub(LocalBroker(store), make_fanout("auto", 1 << 24),
               Limits(rate_per_second=0, max_frame_bytes=64 * 1024))
     conn = hub.connect(hub.fanout.outlet(cast(Socket, MemorySocket())), nick="n",
                        wire=Wire.JSON)
@@ -306,7 +307,7 @@ async def test_pipelined_publishes_into_sqlite_take_no_task_each(tmp_path: Path)
     store = SQLiteStore(tmp_path / "hubbub.sqlite3")
     await store.open()
     try:
-        hub = Hub(store, make_fanout("auto", 1 << 24), Limits(rate_per_second=0))
+        hub = Hub(LocalBroker(store), make_fanout("auto", 1 << 24), Limits(rate_per_second=0))
         sock = MemorySocket()
         conn = hub.connect(hub.fanout.outlet(cast(Socket, sock)), nick="n", wire=Wire.JSON)
         await conn.handle_text(json.dumps({"type": "join", "rooms": ["r"]}))

@@ -31,7 +31,7 @@ from hubbub.asgi.messages import (
     respond,
 )
 from hubbub.asgi.sockets import event_stream, websocket
-from hubbub.core.store import MessageStore
+from hubbub.core.broker import Broker
 from hubbub.engine.fanout import make_fanout
 from hubbub.engine.hub import Hub
 from hubbub.engine.tasks import spawn
@@ -41,13 +41,15 @@ from hubbub.server.app import (
     Lifecycle,
     _retention_loop,
     close_connections,
+    liveness,
+    readiness,
 )
 from hubbub.server.auth import Auth
 from hubbub.server.guard import Guard
 from hubbub.server.heartbeat import _beat
 from hubbub.server.metrics import Metrics
 from hubbub.server.settings import Settings, from_code, load, validate
-from hubbub.server.storage import make_store
+from hubbub.server.storage import make_broker
 
 log = logging.getLogger("hubbub.asgi")
 
@@ -67,9 +69,9 @@ class HubbubASGI:
     entered by the host application's own lifespan when it is mounted (Starlette and
     FastAPI do not forward lifespan events to mounted applications)."""
 
-    def __init__(self, settings: Settings, store: MessageStore | None = None) -> None:
+    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
-        self.hub = Hub(store or make_store(settings),
+        self.hub = Hub(broker or make_broker(settings),
                        make_fanout(settings.fanout, settings.outbox_max_bytes),
                        settings.limits, max_total_rooms=settings.max_total_rooms)
         self.auth = Auth(settings)
@@ -81,16 +83,16 @@ class HubbubASGI:
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[HubbubASGI]:
-        """Open the store and start the heartbeat and retention; on exit close every
-        connection with 1001 (SSE streams end), then flush and close the store."""
-        store = self.hub.store
-        await store.open()
+        """Open the broker and start the heartbeat and retention; on exit close every
+        connection with 1001 (SSE streams end), then flush and close the broker."""
+        broker = self.hub.broker
+        await broker.open()
         settings = self.settings
         tasks = []
         if settings.heartbeat:
             tasks.append(spawn(_beat(self.hub, settings.heartbeat), "heartbeat"))
         if settings.retention_max_count or settings.retention_max_age:
-            tasks.append(spawn(_retention_loop(store, settings), "retention"))
+            tasks.append(spawn(_retention_loop(broker, settings), "retention"))
         self._started = self.lifecycle.ready = True
         try:
             yield self
@@ -99,7 +101,7 @@ class HubbubASGI:
             await close_connections(self.hub)
             for task in tasks:
                 task.cancel()
-            await store.close()
+            await broker.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -154,9 +156,7 @@ class HubbubASGI:
         elif path.startswith("/static/"):
             await self._static(send, path.removeprefix("/static/"))
         elif path == "/healthz":
-            status = "ok" if self.lifecycle.running else "stopping"
-            await reply(send, Reply(200, {"status": status,
-                                          "connections": len(self.hub.connections)}))
+            await reply(send, Reply(200, liveness(self.hub, self.lifecycle)))
         elif path == "/readyz":
             await reply(send, self._readiness())
         elif path == "/metrics":
@@ -165,14 +165,7 @@ class HubbubASGI:
             await respond(send, 404, b"404: Not Found", "text/plain; charset=utf-8")
 
     def _readiness(self) -> Reply:
-        if not self.lifecycle.running:
-            status = "stopping"
-        elif not self.lifecycle.ready:
-            status = "starting"
-        elif not self.hub.store.usable():
-            status = "store_unavailable"
-        else:
-            status = "ready"
+        status = readiness(self.hub, self.lifecycle)
         return Reply(200 if status == "ready" else 503, {"status": status})
 
     async def _api(self, scope: Scope, receive: Receive, send: Send, path: str,

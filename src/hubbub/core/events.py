@@ -60,7 +60,11 @@ def message(m: Message) -> Event:
 
 def receipt(m: Message) -> Event:
     """Where a publication was stored: the HTTP publish answer, and the body of `ack`."""
-    return {"room": m.room, "id": m.id, "offset": m.offset, "epoch": m.epoch, "ts": m.ts}
+    fields: Event = {"room": m.room, "id": m.id, "offset": m.offset, "epoch": m.epoch,
+                     "ts": m.ts}
+    if m.duplicate:
+        fields["duplicate"] = True
+    return fields
 
 
 def ack(m: Message, ref: Ref | None) -> Event:
@@ -148,6 +152,13 @@ def members_body(room: str, members: Sequence[Event]) -> Event:
 
 def member_list(ref: Ref | None, room: str, members: Sequence[Event]) -> Event:
     return _event("member_list", ref, members_body(room, members))
+
+
+def reset(room: str, state: RoomState, reason: str) -> Event:
+    """The room's history was lost under its members (the broker lost its data): the
+    client reloads the room from this epoch and offset."""
+    return {"type": "reset", "room": room, "epoch": state.epoch, "offset": state.offset,
+            "reason": reason}
 
 
 def room_entry(room: str, members: int, offset: int) -> Event:

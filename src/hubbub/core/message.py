@@ -61,6 +61,9 @@ class Draft:
     data: Any = None
     id: str = field(default_factory=new_message_id)
     ts: int = field(default_factory=now_ms)
+    dedupe: bool = False
+    """The publisher chose `id`: a repeat within the broker's window is the same message
+    (`hubbub.core.broker`, idempotent publish)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,9 @@ class Message:
     text: str | None
     data: Any
     ts: int
+    duplicate: bool = False
+    """Set only on the copy a repeated publish is answered with (its ack says
+    `"duplicate": true`): nothing new was stored. Never stored or delivered."""
 
     @classmethod
     def from_draft(cls, draft: Draft, *, offset: int, epoch: str) -> Message:

@@ -79,6 +79,8 @@ class Publish:
     text: str | None
     data: Any
     ref: Ref | None = None
+    id: str | None = None
+    """A publisher-chosen message id, which makes the publish idempotent (`validate_id`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,19 @@ def _room(value: object, field: str = "room") -> str:
     return room
 
 
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ID_RULE = "id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -"
+
+
+def validate_id(value: object) -> str:
+    """A publisher-chosen message id: 1-64 characters of `A-Z a-z 0-9 _ -` (so it is safe
+    in a URL, a log line and a Redis key). A publish that carries one is idempotent: a
+    repeat within the broker's window is answered with the original message."""
+    if not isinstance(value, str) or MESSAGE_ID.fullmatch(value) is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, ID_RULE)
+    return value
+
+
 def validate_nick(value: object) -> str:
     if not isinstance(value, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "nick must be a string")
@@ -348,7 +363,9 @@ def _parse_leave(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Lea
 def _parse_publish(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> Publish:
     room = _room(obj.get("room"))
     text, data = validate_body(obj.get("text"), obj.get("data"), limits)
-    return Publish(room, text, data, ref)
+    message_id = obj.get("id")
+    return Publish(room, text, data, ref,
+                   None if message_id is None else validate_id(message_id))
 
 
 def _parse_history(obj: Mapping[str, Any], ref: Ref | None, limits: Limits) -> History:

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from hubbub.core.codec import Wire
 
 M = TypeVar("M")  # a member (the hub's connection object)
 P = TypeVar("P")  # what is buffered for a joining member
 T = TypeVar("T")
+
+
+class Joiner(Protocol):
+    """A member that knows the names of the rooms it is in (the hub's connection)."""
+
+    id: str
+    joined: tuple[str, ...]
+
+
+J = TypeVar("J", bound=Joiner)
 
 
 def _by_wire() -> dict[Wire, dict[str, Any]]:
@@ -122,3 +132,25 @@ class RoomRegistry(Generic[M, P]):
 
     def names(self) -> list[str]:
         return list(self._rooms)
+
+
+class Membership(RoomRegistry[J, P]):
+    """Who is in which room on this node, both ways (room -> members, and each member's
+    `joined`), kept together here and nowhere else. It tells its caller when a room gets
+    its first member on this node and when it empties: the points where the node
+    subscribes to the room's messages and unsubscribes (`hubbub.core.broker`)."""
+
+    def enter(self, name: str, member: J, wire: Wire) -> bool:
+        """Begin `member`'s join of `name` (see `Room.begin_join`); True if it is the
+        room's first member on this node."""
+        first = self.get(name) is None
+        self.get_or_create(name).begin_join(member.id, member, wire)
+        member.joined = (*member.joined, name)
+        return first
+
+    def leave(self, name: str, member: J) -> tuple[J | None, bool]:
+        """Take `member` out of `name`: what was removed (None if it was not there), and
+        whether the room is now empty on this node."""
+        member.joined = tuple(room for room in member.joined if room != name)
+        removed = self.remove_member(name, member.id)
+        return removed, self.get(name) is None

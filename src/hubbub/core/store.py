@@ -44,6 +44,9 @@ Listener = Callable[[Sequence[Message]], None]
 class StoreError(Exception):
     """The store could not do what was asked; nothing was stored."""
 
+    client_reason = "the message store is unavailable; nothing was stored"
+    """What a client is told (the details are for the server's log)."""
+
 
 class StoreOpenError(StoreError):
     """The store cannot be opened (unwritable, corrupt, locked, newer schema)."""
@@ -52,6 +55,16 @@ class StoreOpenError(StoreError):
 Outcome = Callable[[Message | StoreError], None]
 """Told, once, what became of one submitted message: stored (the `Message`, with its offset
 and epoch) or refused (the `StoreError`; nothing was stored)."""
+
+
+def report(then: Outcome, outcome: Message | StoreError) -> None:
+    """Stores and brokers report every outcome through this: a caller whose `then` fails
+    must not keep the other outcomes of a batch from theirs, nor see its message refused
+    after it was stored."""
+    try:
+        then(outcome)
+    except Exception:
+        log.exception("a store outcome callback failed")
 
 
 def new_epoch() -> str:
@@ -96,15 +109,7 @@ class MessageStore(abc.ABC):
         except Exception:
             log.exception("the store's listener failed on %d messages", len(messages))
 
-    @staticmethod
-    def _report(then: Outcome, outcome: Message | StoreError) -> None:
-        """Implementations report every outcome through this: a caller whose `then` fails
-        must not keep the other outcomes of a batch from theirs, nor see its message
-        refused after it was stored."""
-        try:
-            then(outcome)
-        except Exception:
-            log.exception("a store outcome callback failed")
+    _report = staticmethod(report)
 
     on_commit: Callable[[float, int], None] | None = None
     """Set by whoever watches the store (the server's metrics): a store that writes in

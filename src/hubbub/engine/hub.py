@@ -1,10 +1,12 @@
 """The Hub: connections, rooms, publishing and recovery, independent of any web framework.
 
-One message's path: `Hub.publish` stores it (the store assigns its offset); the store hands
-every stored message to `Hub.deliver`, in offset order, in the same step in which its room's
-state counts it; `deliver` encodes it once per wire format present in the room (each
-connection's codec, `hubbub.core.codec`) and hands each payload to that format's members
-through the delivery engine, and buffers it for members that are still joining. Every
+One message's path: `Hub.publish` hands it to the broker (`hubbub.core.broker`), which
+gives it its offset, stores it, and hands every stored message of the rooms this node has
+members in to `Hub.deliver`, in offset order; `deliver` encodes it once per wire format
+present in the room (each connection's codec, `hubbub.core.codec`) and hands each payload
+to that format's members through the fan-out engine, and buffers it for members that are
+still joining. Membership on this node is `Membership`'s; who is in a room across the
+deployment is the broker's `Presence`. Every
 event is built by `hubbub.core.events`. The aiohttp adapter (`hubbub.server`) only moves
 frames between sockets and `Connection.handle_text`.
 """
@@ -21,16 +23,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from hubbub.brokers.local import LocalPresence
 from hubbub.core import events, grants
 from hubbub.core import protocol as p
+from hubbub.core.broker import Broker
 from hubbub.core.codec import CODECS, Codec, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Action, Identity, Session
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.rooms import Room, RoomRegistry
-from hubbub.core.store import MessageStore, Outcome, RoomState, StoreError, settle
+from hubbub.core.rooms import Membership
+from hubbub.core.store import Outcome, RoomState, StoreError, settle
 from hubbub.engine.fanout import Fanout, Outlet, Payload
 
 log = logging.getLogger("hubbub.hub")  # the name operators see in the logs
@@ -43,6 +47,10 @@ RECOVERY_MAX = 10_000
 """Most messages replayed to one joining member (further back counts as truncated, so a
 reconnecting client reloads instead), and most messages buffered for it while it replays
 (past that its connection is closed with 4008), so that no join holds unbounded memory."""
+
+
+UNAVAILABLE_RETRY_MS = 1000
+"""When a client refused with `unavailable` may try again (HTTP: `Retry-After: 1`)."""
 
 
 def new_connection_id() -> str:
@@ -184,7 +192,8 @@ class Connection:
         pending.append(entry)
         self._pending_bytes += size
         try:
-            self.hub.submit_from(self, request.room, request.text, request.data, entry)
+            self.hub.submit_from(self, request.room, request.text, request.data,
+                                 request.id, entry)
         except Exception as exc:  # refused before it reached the store: answered in turn
             entry(exc)
 
@@ -228,8 +237,8 @@ class Connection:
             self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
         elif isinstance(exc, StoreError):
             log.error("store failed for connection %s: %s", self.id, exc)
-            self._refuse(ErrorCode.UNAVAILABLE,
-                         "the message store is unavailable; nothing was stored", ref)
+            self._refuse(ErrorCode.UNAVAILABLE, exc.client_reason, ref,
+                         retry_after=UNAVAILABLE_RETRY_MS)
         else:
             log.error("request from connection %s failed", self.id, exc_info=exc)
             self._refuse(ErrorCode.INTERNAL, "internal server error", ref)
@@ -255,16 +264,17 @@ class _CatchUp:
 
 
 class Hub:
-    def __init__(self, store: MessageStore, fanout: Fanout, limits: Limits, *,
+    def __init__(self, broker: Broker, fanout: Fanout, limits: Limits, *,
                  max_total_rooms: int | None = None) -> None:
-        self.store = store
+        self.broker = broker
         self.max_total_rooms = max_total_rooms
         self.fanout = fanout
         self.limits = limits
-        self.registry: RoomRegistry[Connection, Message] = RoomRegistry()
+        self.registry: Membership[Connection, Message] = Membership()
+        self.presence = broker.presence(LocalPresence(self.registry))
         self.connections: dict[str, Connection] = {}
         self.published = 0
-        store.listen(self.deliver)
+        broker.listen(self)
         self.refused: dict[ErrorCode, int] = {}  # refusals by code, for /metrics
 
     # --- connections ---------------------------------------------------------------------
@@ -301,8 +311,8 @@ class Hub:
                 await conn.send(conn.codec.event(events.history_page(ref, page)))
             case p.Members(room, ref):
                 grants.check(conn.session, Action.PRESENCE, (room,))
-                await conn.send(conn.codec.event(events.member_list(ref, room,
-                                                                    self.members(room))))
+                await conn.send(conn.codec.event(events.member_list(
+                    ref, room, await self.members(room))))
             case p.RoomList(ref, after, limit):
                 entries, more = await self.room_list(after=after, limit=limit,
                                                      who=conn.session)
@@ -313,45 +323,46 @@ class Hub:
                 await self.refresh(conn, request)
 
     def submit_from(self, conn: Connection, room: str, text: str | None, data: Any,
-                    then: Outcome) -> None:
+                    id: str | None, then: Outcome) -> None:
         """`submit` for a client's publish, after checking that it may; raises
         `ProtocolError` (then nothing was submitted)."""
         grants.check(conn.session, Action.PUBLISH, (room,))
         if room not in conn.joined:
             raise p.ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} before publishing")
-        self.submit(room, text=text, data=data, nick=conn.nick, sender=conn.id, then=then)
+        self.submit(room, text=text, data=data, nick=conn.nick, sender=conn.id, id=id,
+                    then=then)
 
     def submit(self, room: str, *, text: str | None = None, data: Any = None,
-               nick: str = "server", sender: str | None = None, then: Outcome) -> None:
-        """Store a message and deliver it to the room, without waiting: its place in the
-        room is taken now, and `then` gets the stored message (once it is stored and handed
-        to every member's outbox, see `deliver`) or the `StoreError` (then nobody receives
-        it). Raises `ProtocolError` for `data` that could not be encoded (then nothing is
-        submitted)."""
+               nick: str = "server", sender: str | None = None, id: str | None = None,
+               then: Outcome) -> None:
+        """Publish a message without waiting: its place in the room is taken now, and
+        `then` gets the stored message or the `StoreError` (then nobody receives it). With
+        `id` (publisher-chosen, checked by the caller) the publish is idempotent: a repeat
+        is answered with the original (`Message.duplicate`). Raises `ProtocolError` for
+        `data` that could not be encoded (then nothing is submitted)."""
         p.validate_data(data)
-
-        def settled(outcome: Message | StoreError) -> None:
-            if isinstance(outcome, StoreError) and self.registry.get(room) is None:
-                self.store.discard(room)  # a new room whose first message failed
-            then(outcome)
-
-        self.store.submit(Draft(room=room, nick=nick, sender=sender, text=text, data=data),
-                          settled)
+        if id is None:
+            draft = Draft(room=room, nick=nick, sender=sender, text=text, data=data)
+        else:
+            draft = Draft(room=room, nick=nick, sender=sender, text=text, data=data, id=id,
+                          dedupe=True)
+        self.broker.publish(draft, then)
 
     async def publish(self, room: str, *, text: str | None = None, data: Any = None,
-                      nick: str = "server", sender: str | None = None) -> Message:
+                      nick: str = "server", sender: str | None = None,
+                      id: str | None = None) -> Message:
         """`submit`, awaited: the in-process push API. Raises `StoreError` if the message
         could not be stored, `ProtocolError` for `data` that could not be encoded."""
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.submit(room, text=text, data=data, nick=nick, sender=sender,
+        self.submit(room, text=text, data=data, nick=nick, sender=sender, id=id,
                     then=partial(settle, future))
         return await future
 
     def deliver(self, messages: Sequence[Message]) -> None:
-        """The one way from the store to the sockets: stored messages, in offset order per
-        room (the store's listener, see `MessageStore.listen`). It does not wait for any
-        socket, and it is not the publisher's to run: a publisher that is cancelled or gone
-        once its message is stored cannot keep it from the room."""
+        """The one way from the broker to the sockets: stored messages, in offset order per
+        room (`Node.deliver`). It does not wait for any socket, and it is not the
+        publisher's to run: a publisher that is cancelled or gone once its message is
+        stored cannot keep it from the room."""
         self.published += len(messages)
         if messages:
             self.fanout.published(messages[0].ts / 1000)  # the batch's oldest, in order
@@ -400,11 +411,10 @@ class Hub:
                     reason = None if spec.since is None else _mismatch(spec.since, state)
                     entries.append(events.JoinedRoom(spec.room, state, reason))
                     continue
-                # Collect deliveries first, then read the boundary (as of the end of
-                # `_state`): every message above it is then sure to be buffered.
-                self.registry.get_or_create(spec.room).begin_join(conn.id, conn,
-                                                                  conn.codec.wire)
-                conn.joined = (*conn.joined, spec.room)
+                # Collect deliveries first, then subscribe, then read the boundary (as of
+                # the end of `_state`): every message above it is then sure to be buffered.
+                self.registry.enter(spec.room, conn, conn.codec.wire)
+                await self.broker.subscribe(spec.room)
                 state = await self._state(spec.room)
                 entry, after = self._replay_start(spec, state)
                 entries.append(entry)
@@ -412,10 +422,10 @@ class Hub:
         except BaseException:
             for room in new_rooms.intersection(conn.joined):
                 self._remove_member(room, conn)
-            conn.joined = tuple(room for room in conn.joined if room not in new_rooms)
             raise
-        await conn.send(conn.codec.joined(
-            request.ref, entries, lambda room: self.members(room, including=conn)))
+        lists = {entry.room: await self.members(entry.room, including=conn)
+                 for entry in entries}
+        await conn.send(conn.codec.joined(request.ref, entries, lists.__getitem__))
         for catch_up in owed:
             await self._catch_up(conn, catch_up)
 
@@ -451,7 +461,7 @@ class Hub:
         name, after, last = owed.room, owed.after, owed.boundary
         try:
             while after < owed.boundary:
-                page = await self.store.read(name, after=after, before=owed.boundary + 1,
+                page = await self.broker.read(name, after=after, before=owed.boundary + 1,
                                              limit=self.limits.history_page_max)
                 if not self._joining(conn, name):
                     return  # left or disconnected meanwhile
@@ -487,6 +497,7 @@ class Hub:
             self._abandon(conn, name, CloseCode.INTERNAL_ERROR, "internal error")
             return
         self._announce(conn, name, "join")
+        await self._shared(self.presence.add(name, conn.member()))
 
     def _joining(self, conn: Connection, name: str) -> bool:
         room = self.registry.get(name)
@@ -494,32 +505,41 @@ class Hub:
 
     def _abandon(self, conn: Connection, name: str, code: CloseCode, reason: str) -> None:
         self._remove_member(name, conn)
-        conn.joined = tuple(room for room in conn.joined if room != name)
         conn.outlet.socket.close_with(code, reason)
 
     async def _state(self, room: str) -> RoomState:
         """The room's state, as of the end of this call; the room is started if new."""
         await self.admit_room(room)
-        state = await self.store.room_state(room, create=True)
+        state = await self.broker.room_state(room, create=True)
         assert state is not None
         return state
 
     def _remove_member(self, room: str, conn: Connection) -> Connection | None:
-        """Take `conn` out of `room`; a room left empty that never had a message is
-        forgotten by the store too, so joining leaves no trace."""
-        member = self.registry.remove_member(room, conn.id)
-        if self.registry.get(room) is None:
-            self.store.discard(room)
+        """Take `conn` out of `room`; the node unsubscribes from a room it no longer has
+        members in."""
+        member, emptied = self.registry.leave(room, conn)
+        if emptied:
+            self.broker.unsubscribe(room)
         return member
+
+    @staticmethod
+    async def _shared(step: Awaitable[None]) -> None:
+        """A presence update for the other nodes: one that fails is logged, and the member
+        stays in the room (its own node knows it; the others catch up when its entry is
+        written again or expires)."""
+        try:
+            await step
+        except StoreError as exc:
+            log.warning("presence update failed: %s", exc)
 
     async def _replay(self, conn: Connection, messages: Sequence[Message]) -> None:
         for message in messages:
             await conn.send(conn.codec.message(message))
 
     async def _leave(self, conn: Connection, room: str) -> None:
-        conn.joined = tuple(name for name in conn.joined if name != room)
         if self._remove_member(room, conn) is not None:
             self._announce(conn, room, "leave")
+            await self._shared(self.presence.remove(room, conn.id))
 
     async def set_nick(self, conn: Connection, nick: str) -> None:
         grants.check_nick(conn.session)
@@ -528,13 +548,25 @@ class Hub:
         if old != nick:
             for room in conn.joined:
                 self._announce(conn, room, "nick", old_nick=old)
+                await self._shared(self.presence.rename(room, conn.member()))
 
     def _announce(self, conn: Connection, room_name: str, kind: str,
                   old_nick: str | None = None) -> None:
+        """Tell the room's other members, here and on other nodes, of `conn`'s change."""
+        who = conn.member()
+        self.broker.announce(room_name, kind, who, old_nick)
+        self._tell(room_name, kind, who, old_nick, conn)
+
+    def presence_changed(self, room: str, kind: str, member: events.Event,
+                         old_nick: str | None) -> None:
+        """`Node.presence_changed`: a member of another node changed."""
+        self._tell(room, kind, member, old_nick, None)
+
+    def _tell(self, room_name: str, kind: str, who: events.Event, old_nick: str | None,
+              conn: Connection | None) -> None:
         room = self.registry.get(room_name)
         if room is None:
             return
-        who = conn.member()
         for wire, members in room.live.items():
             if not members:
                 continue
@@ -561,10 +593,24 @@ class Hub:
             expires = int(expires)  # as the token had it: `exp` is whole seconds
         await conn.send(conn.codec.event(events.refreshed(request.ref, expires, left)))
 
-    def members(self, room_name: str,
-                including: Connection | None = None) -> list[events.Event]:
-        room: Room[Connection, Message] | None = self.registry.get(room_name)
-        members = [] if room is None else [c.member() for c in room.live_members()]
+    def reset(self, room_name: str, state: RoomState) -> None:
+        """`Node.reset`: the room's history is gone (its broker lost it). Live members are
+        told, and reload the room; a member still joining is closed (1011), so that it
+        reconnects and joins the new epoch."""
+        room = self.registry.get(room_name)
+        if room is None:
+            return
+        log.warning("room %r was reset: epoch %s, offset %d", room_name, state.epoch,
+                    state.offset)
+        for conn in [member for member, _, _ in room.joining.values()]:
+            self._abandon(conn, room_name, CloseCode.INTERNAL_ERROR, "room reset; reconnect")
+        event = events.reset(room_name, state, "epoch_changed")
+        for conn in room.live_members():
+            conn.reply(conn.codec.event(event))
+
+    async def members(self, room_name: str,
+                      including: Connection | None = None) -> list[events.Event]:
+        members = await self.presence.members(room_name)
         if including is not None and all(m["id"] != including.id for m in members):
             members.append(including.member())
         return members
@@ -574,22 +620,24 @@ class Hub:
                         ) -> tuple[list[events.Event], bool]:
         """One page of the rooms `who` may see, by name after `after`; and whether more
         follow. Rooms are those the store knows and those with members."""
-        states = await self.store.rooms()
+        states = await self.broker.rooms()
         names = sorted(name for name in set(states).union(self.registry.names())
                        if after is None or name > after)
         shown = [entry["room"] for entry in grants.visible(who, [{"room": n} for n in names])]
+        page = shown[:limit]
+        counts = await self.presence.counts(page)
         return [
-            events.room_entry(name, self.registry.member_count(name),
+            events.room_entry(name, counts.get(name, 0),
                               states[name].offset if name in states else 0)
-            for name in shown[:limit]
+            for name in page
         ], len(shown) > limit
 
     async def admit_room(self, room: str) -> None:
         """Refuse to start a room the store does not know once it holds `max_total_rooms`
         (joins and HTTP publishes start rooms; in-process publishes are trusted)."""
         cap = self.max_total_rooms
-        if (cap is not None and await self.store.room_state(room) is None
-                and await self.store.room_count() >= cap):
+        if (cap is not None and await self.broker.room_state(room) is None
+                and await self.broker.room_count() >= cap):
             raise p.ProtocolError(ErrorCode.TOO_MANY_ROOMS,
                                   f"the server holds its maximum of {cap} rooms "
                                   "(max_total_rooms); join or publish to an existing room")
@@ -599,7 +647,7 @@ class Hub:
         """One page of a room's stored messages, shaped as both the WebSocket
         `history_page` and the HTTP history answer carry it (`events.history`). The caller
         has checked that its client may read the room."""
-        page = await self.store.read(room, after=after, before=before, limit=limit)
+        page = await self.broker.read(room, after=after, before=before, limit=limit)
         if page is None:
             raise p.ProtocolError(ErrorCode.ROOM_NOT_FOUND, f"room {room!r} has never been used")
         return events.history(room, page)

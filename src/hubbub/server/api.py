@@ -22,7 +22,7 @@ from hubbub.core.codes import ErrorCode
 from hubbub.core.grants import Action, Identity, forbidden
 from hubbub.core.names import ROOM_RULE, SERVER_NICK, clean_room
 from hubbub.core.store import StoreError
-from hubbub.engine.hub import Hub
+from hubbub.engine.hub import UNAVAILABLE_RETRY_MS, Hub
 from hubbub.server.auth import Auth
 from hubbub.server.guard import Guard
 from hubbub.server.logs import client_line
@@ -143,13 +143,13 @@ class Api:
         if isinstance(exc, p.ProtocolError):
             return self.refused(exc.code, exc.reason)
         if isinstance(exc, StoreError):
-            return self.refused(ErrorCode.UNAVAILABLE,
-                                "the message store is unavailable; nothing was stored")
+            return self.refused(ErrorCode.UNAVAILABLE, exc.client_reason,
+                                **{"Retry-After": str(UNAVAILABLE_RETRY_MS // 1000)})
         return None
 
-    def refused(self, code: ErrorCode, reason: str) -> Reply:
+    def refused(self, code: ErrorCode, reason: str, **headers: str) -> Reply:
         self.metrics.refused(code)
-        return error(STATUS.get(code, 400), code.value, reason)
+        return error(STATUS.get(code, 400), code.value, reason, **headers)
 
     # --- shared by the endpoints --------------------------------------------------------
 
@@ -210,9 +210,10 @@ class Api:
         p.check_integers(raw)
         text, data = p.validate_body(body.get("text"), body.get("data"), hub.limits)
         nick = self._sender_nick(call, body)
+        message_id = None if body.get("id") is None else p.validate_id(body["id"])
         await hub.admit_room(room)
-        message = await hub.publish(room, text=text, data=data, nick=nick)
-        return Reply(201, events.receipt(message))
+        message = await hub.publish(room, text=text, data=data, nick=nick, id=message_id)
+        return Reply(200 if message.duplicate else 201, events.receipt(message))
 
     async def history(self, call: Call) -> Reply:
         """`GET /api/rooms/{room}/messages`."""
@@ -236,7 +237,7 @@ class Api:
     async def members(self, call: Call) -> Reply:
         """`GET /api/rooms/{room}/members`."""
         room = self.room(call, Action.PRESENCE)
-        return Reply(200, events.members_body(room, self.hub.members(room)))
+        return Reply(200, events.members_body(room, await self.hub.members(room)))
 
     # --- SSE -----------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from hubbub.core.broker import Broker
 from hubbub.core.message import now_ms
-from hubbub.core.store import MessageStore
 from hubbub.engine.fanout import make_fanout
 from hubbub.engine.hub import Hub
 from hubbub.engine.tasks import spawn
@@ -25,7 +25,7 @@ from hubbub.server.heartbeat import heartbeat
 from hubbub.server.metrics import Metrics
 from hubbub.server.paths import PREFIX, local_path, owned
 from hubbub.server.settings import Settings
-from hubbub.server.storage import make_store
+from hubbub.server.storage import make_broker
 from hubbub.server.websocket import socket_of, websocket_handler
 
 log = logging.getLogger("hubbub.server")
@@ -37,6 +37,25 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def liveness(hub: Hub, lifecycle: Lifecycle) -> dict[str, object]:
+    """`/healthz`'s body, for every adapter: 200 whenever the process answers, saying
+    whether it is stopping and whether its broker is reachable (`/readyz` is what load
+    balancers should act on)."""
+    return {"status": "ok" if lifecycle.running else "stopping",
+            "connections": len(hub.connections), "broker": hub.broker.health()}
+
+
+def readiness(hub: Hub, lifecycle: Lifecycle) -> str:
+    """`/readyz`'s status, for every adapter: "ready" (200), or why not (503)."""
+    if not lifecycle.running:
+        return "stopping"
+    if not lifecycle.ready:
+        return "starting"
+    if not hub.broker.usable():
+        return "store_unavailable"
+    return "ready"
 
 
 @dataclass(slots=True)
@@ -64,7 +83,7 @@ def new_app(settings: Settings) -> web.Application:
     )
 
 
-def install(app: web.Application, settings: Settings, store: MessageStore, auth: Auth, *,
+def install(app: web.Application, settings: Settings, broker: Broker, auth: Auth, *,
             prefix: str = "", shared: bool = False) -> Hub:
     """Put one hub, its routes and its lifecycle into `app`: the one route table and the one
     start-up and shutdown sequence, for `hubbub serve` and for every `hubbub.setup`.
@@ -72,10 +91,10 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     `app` holds hubbub's routes at its root (`hubbub serve`, or an embedding app with no
     prefix) or is mounted under `prefix` by the caller. `shared`: `app` is an embedding
     app's own, so hubbub's middlewares and headers must act on hubbub's paths only. The
-    store is opened on start-up and closed last on shutdown, after every socket was closed
-    with 1001.
+    broker (and its store) is opened on start-up and closed last on shutdown, after every
+    socket was closed with 1001.
     """
-    hub = Hub(store, make_fanout(settings.fanout, settings.outbox_max_bytes), settings.limits,
+    hub = Hub(broker, make_fanout(settings.fanout, settings.outbox_max_bytes), settings.limits,
               max_total_rooms=settings.max_total_rooms)
     app[PREFIX] = prefix
     app[keys.SETTINGS] = settings
@@ -85,8 +104,8 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     app[keys.AUTH] = auth
     app[http_api.API] = Api(hub, settings, auth, guard, app[keys.METRICS])
     app[LIFECYCLE] = Lifecycle()
-    # First, so that it ends last: the store outlives everything that writes to it.
-    app.cleanup_ctx.append(open_store)
+    # First, so that it ends last: the broker outlives everything that writes to it.
+    app.cleanup_ctx.append(open_broker)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -109,23 +128,22 @@ def install(app: web.Application, settings: Settings, store: MessageStore, auth:
     return hub
 
 
-def make_app(settings: Settings, auth: Auth | None = None,
-             store: MessageStore | None = None) -> web.Application:
+def make_app(settings: Settings, auth: Auth | None = None) -> web.Application:
     """The whole application `hubbub serve` runs."""
     app = new_app(settings)
-    install(app, settings, store or make_store(settings), auth or Auth(settings))
+    install(app, settings, make_broker(settings), auth or Auth(settings))
     return app
 
 
-async def open_store(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the store is open while the app runs (`StoreOpenError` from the
+async def open_broker(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the broker is open while the app runs (`StoreOpenError` from the
     app's start-up if it cannot be), and flushed and closed when it stops."""
-    store = app[keys.HUB].store
-    await store.open()
+    broker = app[keys.HUB].broker
+    await broker.open()
     try:
         yield
     finally:
-        await store.close()
+        await broker.close()
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -165,22 +183,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: 200 whenever the process answers (readiness is `/readyz`)."""
-    hub = request.app[keys.HUB]
-    status = "ok" if request.app[LIFECYCLE].running else "stopping"
-    return web.json_response({"status": status, "connections": len(hub.connections)})
+    return web.json_response(liveness(request.app[keys.HUB], request.app[LIFECYCLE]))
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 only while the server can take traffic, else 503 saying why."""
-    app = request.app
-    if not app[LIFECYCLE].running:
-        status = "stopping"
-    elif not app[LIFECYCLE].ready:
-        status = "starting"
-    elif not app[keys.HUB].store.usable():
-        status = "store_unavailable"
-    else:
-        status = "ready"
+    status = readiness(request.app[keys.HUB], request.app[LIFECYCLE])
     return web.json_response({"status": status}, status=200 if status == "ready" else 503)
 
 
@@ -224,17 +232,17 @@ async def retention(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     task = None
     if settings.retention_max_count or settings.retention_max_age:
-        task = asyncio.create_task(_retention_loop(app[keys.HUB].store, settings))
+        task = asyncio.create_task(_retention_loop(app[keys.HUB].broker, settings))
     yield
     if task is not None:
         task.cancel()
 
 
-async def _retention_loop(store: MessageStore, settings: Settings) -> None:
+async def _retention_loop(broker: Broker, settings: Settings) -> None:
     max_age_ms = int(settings.retention_max_age * 1000) if settings.retention_max_age else None
     while True:
         try:
-            removed = await store.trim(max_count=settings.retention_max_count,
+            removed = await broker.trim(max_count=settings.retention_max_count,
                                        max_age_ms=max_age_ms, now_ms=now_ms())
             if removed:
                 log.info("retention removed %d message(s)", removed)

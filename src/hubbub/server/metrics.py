@@ -22,6 +22,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from hubbub.brokers.local import LocalBroker
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.engine.hub import Hub
 from hubbub.server.guard import Guard
@@ -87,7 +88,8 @@ class Metrics:
         self.registry.register(_Collector(self))
 
         hub.fanout.on_written = self.publish_to_write.observe
-        hub.store.on_commit = self._committed
+        if isinstance(hub.broker, LocalBroker):
+            hub.broker.store.on_commit = self._committed
 
     def _committed(self, seconds: float, writes: int) -> None:
         # The store's writer thread: prometheus-client's metrics are thread-safe, and the
@@ -151,6 +153,8 @@ class _Collector:
         yield _gauge("hubbub_connections", "Open WebSocket connections", len(hub.connections))
         yield _gauge("hubbub_rooms", "Rooms with at least one member", len(hub.registry.names()))
         yield _counter("hubbub_messages_published", "Messages stored", hub.published)
+        yield _counter("hubbub_broker_listener_restarts", "Times the broker's subscription "
+                       "listener was restarted (Redis)", hub.broker.listener_restarts)
         yield _counter("hubbub_deliveries", "Fan-out copies handed to sockets (one per "
                        "recipient per message)", fanout.deliveries)
         yield _counter("hubbub_slow_closes", "Connections closed as too slow (4008)",

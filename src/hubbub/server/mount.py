@@ -32,7 +32,7 @@ from hubbub.server.paths import OWN_PATHS, OWN_TREES, local_path, owned
 from hubbub.server.replies import http_error_response
 from hubbub.server.security import HttpRequest
 from hubbub.server.settings import Settings, from_code, validate
-from hubbub.server.storage import make_store
+from hubbub.server.storage import make_broker
 
 log = logging.getLogger("hubbub.embed")
 
@@ -89,10 +89,10 @@ def setup(app: web.Application, prefix: str = "/chat", settings: Settings | None
     prefix = _clean_prefix(prefix)
     _refuse_collisions(app, prefix)
     auth: Auth = HookAuth(settings) if authorize is not None else Auth(settings)
-    store = make_store(settings)
+    broker = make_broker(settings)
     if prefix:
         target = new_app(settings)
-        hub = install(target, settings, store, auth, prefix=prefix)
+        hub = install(target, settings, broker, auth, prefix=prefix)
         if authorize is not None:
             # First of its middlewares: the API's guard reads the identity it sets.
             target.middlewares.insert(0, _authorizing(authorize))
@@ -103,7 +103,7 @@ def setup(app: web.Application, prefix: str = "/chat", settings: Settings | None
     else:
         if authorize is not None:
             app.middlewares.append(_authorizing(authorize))
-        hub = install(app, settings, store, auth, shared=True)
+        hub = install(app, settings, broker, auth, shared=True)
     if HUB not in app:
         app[HUB] = hub
     if HUBS not in app:

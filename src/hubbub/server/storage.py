@@ -1,10 +1,12 @@
-"""Which message store the settings ask for, and where its data lives."""
+"""Which broker and message store the settings ask for, and where their data lives."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
+from hubbub.brokers.local import LocalBroker
+from hubbub.core.broker import Broker
 from hubbub.core.store import MessageStore
 from hubbub.server.settings import Settings
 from hubbub.stores.memory import MemoryStore
@@ -14,6 +16,11 @@ DATABASE_NAME = "hubbub.sqlite3"
 
 def database_path(settings: Settings) -> Path:
     return settings.data_dir / DATABASE_NAME
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The broker, not yet opened (the application opens it on start-up)."""
+    return LocalBroker(make_store(settings))
 
 
 def make_store(settings: Settings) -> MessageStore:

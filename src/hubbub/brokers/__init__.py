@@ -1,0 +1,1 @@
+"""Broker implementations, side by side: `local` (one node) and `redis` (many)."""
