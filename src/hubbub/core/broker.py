@@ -113,9 +113,11 @@ class Broker(abc.ABC):
         """"up" or "down", for `/healthz`'s body."""
         return "up" if self.usable() else "down"
 
-    listener_restarts = 0
-    """Times the broker restarted its own subscription listener (`/metrics`:
-    `hubbub_broker_listener_restarts_total`); always 0 for a broker that has none."""
+    @property
+    def listener_restarts(self) -> int:
+        """Times the broker restarted its own subscription listener (`/metrics`:
+        `hubbub_broker_listener_restarts_total`); always 0 for a broker that has none."""
+        return 0
 
     @abc.abstractmethod
     def publish(self, draft: Draft, then: Outcome) -> None:
