@@ -91,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
+        if settings.workers > 1:
+            from hubbub.server.workers import supervise
+
+            return supervise(settings)
         from hubbub.server.run import serve
 
         return serve(settings)

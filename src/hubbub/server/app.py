@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
@@ -42,9 +43,10 @@ CONTENT_SECURITY_POLICY = (
 def liveness(hub: Hub, lifecycle: Lifecycle) -> dict[str, object]:
     """`/healthz`'s body, for every adapter: 200 whenever the process answers, saying
     whether it is stopping and whether its broker is reachable (`/readyz` is what load
-    balancers should act on)."""
+    balancers should act on), and which process answered (one of `--workers N`)."""
     return {"status": "ok" if lifecycle.running else "stopping",
-            "connections": len(hub.connections), "broker": hub.broker.health()}
+            "connections": len(hub.connections), "broker": hub.broker.health(),
+            "pid": os.getpid()}
 
 
 def readiness(hub: Hub, lifecycle: Lifecycle) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +42,36 @@ def where_data_lives(settings: Settings) -> str:
     return f"hubbub data: {database_path(settings).resolve()} (sqlite store, {durability})"
 
 
+def url_of(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def serving_lines(settings: Settings, url: str, hosts: Iterable[str], workers: int = 1
+                  ) -> list[str]:
+    """The `hubbub serving on URL (...)` line, and the warning when that is open to anyone:
+    one process's, or the `--workers` supervisor's once every worker listens."""
+    shape = f"{workers} workers, " if workers > 1 else ""
+    lines = [f"hubbub serving on {url} ({shape}{settings.store} store, "
+             f"{settings.fanout} fan-out)"]
+    warning = open_to_anyone(settings, hosts)
+    if warning is not None:
+        lines.append(warning)
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What changes when this process is worker `number` of `hubbub serve --workers N`
+    (server/workers.py): it shares the port with the others (`SO_REUSEPORT`), its logs say
+    `worker N`, and it tells the supervisor once it listens instead of printing the
+    `hubbub serving on` line, which the supervisor prints for all of them."""
+
+    number: int
+    listening: Callable[[str, Sequence[str]], None]
+    """Called with this worker's URL and the hosts it listens on."""
+
+
 def open_to_anyone(settings: Settings, hosts: Iterable[str]) -> str | None:
     """A warning line when the server listens beyond loopback with nothing asked of
     clients: the HTTP API without an api_key, or /ws without a jwt_secret."""
@@ -59,18 +91,25 @@ def open_to_anyone(settings: Settings, hosts: Iterable[str]) -> str | None:
 class JsonFormatter(logging.Formatter):
     """`--log-format json`: one JSON object per line, for log shippers.
 
-    Keys: `ts` (ISO 8601, UTC, milliseconds), `level`, `logger`, `message`, and `exc_info`
-    (the formatted traceback, one string) and `stack_info` when the record has them.
+    Keys: `ts` (ISO 8601, UTC, milliseconds), `level`, `logger`, `message`, `worker` (its
+    number, in a worker of `--workers N`), and `exc_info` (the formatted traceback, one
+    string) and `stack_info` when the record has them.
     """
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        line: dict[str, str] = {
+        line: dict[str, str | int] = {
             "ts": ts.replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            line["worker"] = self.worker
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -80,15 +119,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, worker: int | None = None) -> None:
+    """Logs to stderr; a worker of `--workers N` says which one it is on every line."""
     level = logging.DEBUG if settings.dev else getattr(logging, settings.log_level.upper())
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
         # Python's warnings too, so that every line on stderr is one JSON object.
         logging.captureWarnings(True)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        tag = f"worker {worker} " if worker is not None else ""
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     if not settings.dev:
         # aiohttp logs every request at INFO; that is noise for a chat server.
@@ -103,8 +145,9 @@ writes to a thousand sockets it gives the GIL up only when this interval runs ou
 commit waited up to 5 ms for it (docs/storage.md, "Where the stalls came from")."""
 
 
-def serve(settings: Settings) -> int:
-    configure_logging(settings)
+def serve(settings: Settings, worker: WorkerRole | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT; `worker` when it is one of several."""
+    configure_logging(settings, worker.number if worker else None)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop_factory = None
     try:
@@ -114,7 +157,7 @@ def serve(settings: Settings) -> int:
     except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
         pass
     with asyncio.Runner(debug=settings.dev, loop_factory=loop_factory) as runner:
-        return runner.run(_serve(settings))
+        return runner.run(_serve(settings, worker))
 
 
 def _log_task_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -123,7 +166,7 @@ def _log_task_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     log.error("unhandled error: %s", context.get("message"), exc_info=exc)
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, worker: WorkerRole | None) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_task_exception)
     log.debug("settings: %s", describe(settings))
@@ -143,11 +186,13 @@ async def _serve(settings: Settings) -> int:
         except StoreOpenError as exc:
             print(f"hubbub: cannot open the message store: {exc}", file=sys.stderr)
             return 1
-        print(where_data_lives(settings), flush=True)
+        if worker is None:  # the supervisor says it once for all workers
+            print(where_data_lives(settings), flush=True)
         assert runner.server is not None
         guard = app[GUARD]
         guard.install(runner.server)
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=LISTEN_BACKLOG,
+                           reuse_port=worker is not None)
         try:
             await site.start()
         except OSError as exc:
@@ -155,12 +200,15 @@ async def _serve(settings: Settings) -> int:
                   file=sys.stderr)
             return 1
         host, port = runner.addresses[0][:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"hubbub serving on http://{shown}:{port} ({settings.store} store, "
-              f"{settings.fanout} fan-out)", flush=True)
-        warning = open_to_anyone(settings, (str(address[0]) for address in runner.addresses))
-        if warning is not None:
-            print(warning, flush=True)
+        url = url_of(host, port)
+        hosts = [str(address[0]) for address in runner.addresses]
+        if worker is None:
+            for line in serving_lines(settings, url, hosts):
+                print(line, flush=True)
+        else:
+            print(f"hubbub worker {worker.number} (pid {os.getpid()}) listening on {url}",
+                  flush=True)
+            worker.listening(url, hosts)
         if files_after > files_before:
             log.info("open-file limit raised from %d to %d (the hard limit)",
                      files_before, files_after)

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 from hubbub.core.limits import Limits
 
 _DEFAULT_LIMITS = Limits()
+LIMIT_NAMES = tuple(item.name for item in dataclasses.fields(Limits))
+"""The settings that are `Limits` fields, under the same names: `Limits` owns their defaults
+and meaning, `Settings.limits` carries them to the core."""
 FANOUT_STRATEGIES = ("auto", "sequential", "concurrent", "queued")
 ENV_PREFIX = "HUBBUB_"
 
@@ -71,17 +75,16 @@ class Settings:
     max_total_rooms: int | None = 100_000
     jwt_public_key_file: Path | None = None
     require_token: bool = False
+    redis: str | None = None
+    redis_prefix: str = "hubbub"
+    redis_timeout: float = 2.0
+    workers: int = 1
+    limits: Limits = dataclasses.field(init=False, repr=False, compare=False)
+    """The `LIMIT_NAMES` settings as the core takes them; built once, with the settings."""
 
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            max_frame_bytes=self.max_frame_bytes,
-            max_text_bytes=self.max_text_bytes,
-            max_rooms=self.max_rooms,
-            history_page_max=self.history_page_max,
-            rate_per_second=self.rate_per_second,
-            rate_burst=self.rate_burst,
-        )
+    def __post_init__(self) -> None:
+        limits = Limits(**{name: getattr(self, name) for name in LIMIT_NAMES})
+        object.__setattr__(self, "limits", limits)  # frozen: the one write, at construction
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class Option:
     parse: Callable[[Any], Any]
     metavar: str | None = None
     flag_action: str | None = None  # "store_true" or "append"
+    shown: Callable[[Any], Any] | None = None
+    """How error messages and the start-up log show a value: secrets masked."""
 
     @property
     def flag(self) -> str:
@@ -225,6 +230,102 @@ _hosts = _list_of("host names", lambda item: item.strip().lower().rstrip("."),
                   " [::1] or *")
 
 
+def _hidden(value: Any) -> str:
+    return "***"
+
+
+_PASSWORD_PARAMETER = re.compile(r"(?i)(password=)[^&#]*")
+
+
+def masked_url(value: Any) -> Any:
+    """A Redis URL with its password (anything before the `@` of its authority, but a user
+    name) and any `password=` parameter replaced by `***`, for errors and logs. Works on
+    text that is no valid URL too, since errors show exactly that."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    if "@" in rest and not rest.startswith("/"):
+        # The last `@`: a password may hold an unescaped one; showing too little is safe.
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = (f"{user}:***@" if colon else "***@") + rest
+    return _PASSWORD_PARAMETER.sub(r"\1***", f"{scheme}://{rest}")
+
+
+REDIS_URL_FORMS = "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH"
+_REDIS_HOST = re.compile(r"[a-z0-9_]([a-z0-9_.-]{0,252})|[0-9a-f:.]+")
+_REDIS_DB = re.compile(r"/?|/[0-9]{1,5}")
+
+
+def _redis_url(value: Any) -> str | None:
+    """`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, the same with `rediss://` (TLS), or
+    `unix://[[USER]:PASSWORD@]/PATH[?db=DB]`, as redis-py reads them. Only the shape is
+    checked here: whether Redis answers there is the broker's business."""
+    if value is None or value == "":
+        return None
+    text = _text(2048)(value)
+    scheme, separator, _ = text.partition("://")
+    if not separator or scheme.lower() not in ("redis", "rediss", "unix"):
+        raise ValueError(f"must be a URL like {REDIS_URL_FORMS}")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"has no valid port: it must look like {REDIS_URL_FORMS}") from None
+    if parts.fragment:
+        raise ValueError("must not have a #fragment")
+    if parts.scheme == "unix":
+        host = parts.netloc.rpartition("@")[2]
+        if host or not parts.path.startswith("/") or parts.path.endswith("/"):
+            raise ValueError("must name the socket's absolute path, like unix:///run/redis.sock")
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        if set(query) - {"db", "password"}:
+            raise ValueError("takes only db= and password= parameters after its path")
+        if any(_REDIS_DB.fullmatch("/" + item) is None for item in query.get("db", [])):
+            raise ValueError("has a db= that is not a database number")
+        return text
+    if not parts.hostname or _REDIS_HOST.fullmatch(parts.hostname) is None:
+        raise ValueError(f"needs a host name or address: it must look like {REDIS_URL_FORMS}")
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535")
+    if _REDIS_DB.fullmatch(parts.path) is None:
+        raise ValueError("may end only in a database number, like /0")
+    if parts.query:
+        raise ValueError("must not have ?parameters (its timeout is redis_timeout)")
+    return text
+
+
+_REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _redis_prefix(value: Any) -> str:
+    if not isinstance(value, str) or _REDIS_PREFIX.fullmatch(value) is None:
+        raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+MAX_WORKERS = 1024
+"""A typo such as `--workers 2000` must not start two thousand processes."""
+
+
+def cpus_available() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container's cpuset or
+    `taskset` narrows), not every CPU of the machine: what `--workers auto` starts."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity masks
+        return os.cpu_count() or 1
+
+
+def _workers(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return cpus_available()
+    try:
+        return _int(1, MAX_WORKERS)(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or auto") from None
+
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", "interface to listen on", _text(255), "HOST"),
@@ -243,8 +344,9 @@ OPTIONS: tuple[Option, ...] = (
            _optional(_int(1)), "N"),
     Option("retention_max_age", "seconds a message is kept (0 = no limit)",
            _optional(_float(1)), "SECONDS"),
-    Option("api_key", "Bearer key required by the HTTP API", _secret, "KEY"),
-    Option("jwt_secret", "HS256 secret; when set, /ws needs ?token=JWT", _secret, "SECRET"),
+    Option("api_key", "Bearer key required by the HTTP API", _secret, "KEY", shown=_hidden),
+    Option("jwt_secret", "HS256 secret; when set, /ws needs ?token=JWT", _secret, "SECRET",
+           shown=_hidden),
     Option("allowed_origins", "extra browser origin allowed to open /ws (repeatable; * = any)",
            _origins, "ORIGIN", flag_action="append"),
     Option("max_frame_bytes", "largest WebSocket frame (bigger closes with 1009)",
@@ -296,6 +398,14 @@ OPTIONS: tuple[Option, ...] = (
            _int(1, 1_000_000), "N"),
     Option("max_total_rooms", "rooms the server holds, with or without messages, before it "
            "refuses to start another (0 = no limit)", _optional(_int(1)), "N"),
+    Option("redis", f"Redis server the workers and nodes share rooms through: {REDIS_URL_FORMS}",
+           _redis_url, "URL", shown=masked_url),
+    Option("redis_prefix", "prefix of every Redis key hubbub writes (1-64 of A-Z a-z 0-9 _ . : -)",
+           _redis_prefix, "PREFIX"),
+    Option("redis_timeout", "seconds a Redis command may take before it counts as failed",
+           _float(0.05, 60), "SECONDS"),
+    Option("workers", "worker processes serving one port (auto = one per CPU this process may "
+           "use); above 1 needs --redis", _workers, "N"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 _SINGULAR_FLAGS = {"allowed_origins": "--allowed-origin", "allowed_hosts": "--allowed-host"}
@@ -318,7 +428,7 @@ def setting(name: str) -> Option:
 
 def default_of(name: str) -> Any:
     """The built-in default of a setting, as `Settings` defines it."""
-    for item in dataclasses.fields(Settings):
+    for item in _given_fields():
         if item.name == name:
             return item.default
     raise KeyError(name)
@@ -371,7 +481,8 @@ def _check(option: Option, value: Any, source: str) -> Any:
     try:
         return option.parse(value)
     except ValueError as exc:
-        raise ConfigError(f"{option.name} {exc} (got {value!r} from {source})") from None
+        shown = option.shown(value) if option.shown else value
+        raise ConfigError(f"{option.name} {exc} (got {shown!r} from {source})") from None
 
 
 def load(
@@ -434,15 +545,25 @@ def _check_consistency(settings: Settings) -> None:
             f"plain_history ({settings.plain_history}) must not exceed "
             f"history_page_max ({settings.history_page_max})"
         )
+    if settings.workers > 1 and settings.redis is None:
+        # Named by its flag, the way an operator meets it (the issue's wording).
+        raise ConfigError(f"--workers {settings.workers} needs --redis URL: workers share "
+                          "rooms through Redis")
+
+
+def _given_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The fields a caller gives (every setting), without those derived from them."""
+    return tuple(item for item in dataclasses.fields(Settings) if item.init)
 
 
 def describe(settings: Settings) -> dict[str, Any]:
     """Settings as plain values, secrets masked, for the start-up log."""
     shown = {}
-    for item in dataclasses.fields(settings):
+    for item in _given_fields():
         value = getattr(settings, item.name)
-        if item.name in ("api_key", "jwt_secret") and value:
-            value = "***"
+        mask = _BY_NAME[item.name].shown
+        if mask is not None and value:
+            value = mask(value)
         shown[item.name] = str(value) if isinstance(value, Path) else value
     return shown
 
@@ -466,6 +587,6 @@ def from_code(**values: Any) -> Settings:
 def validate(settings: Settings) -> Settings:
     """`settings` built by hand (`Settings(...)`) checked as `from_code` checks them."""
     defaults = Settings()
-    given = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
+    given = {item.name: getattr(settings, item.name) for item in _given_fields()
              if getattr(settings, item.name) != getattr(defaults, item.name)}
     return from_code(**given)
