@@ -22,7 +22,7 @@ from hubbub.server.app import make_app
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, raise_descriptor_limit
 from hubbub.server.security import is_loopback
-from hubbub.server.settings import Settings, describe
+from hubbub.server.settings import Settings, describe, masked_url
 from hubbub.server.storage import database_path
 
 log = logging.getLogger("hubbub")
@@ -34,6 +34,10 @@ reconnects at once; with aiohttp's default of 128 the rest would wait for SYN re
 
 def where_data_lives(settings: Settings) -> str:
     """The start-up line that says where messages are kept and how durably."""
+    if settings.redis is not None:
+        return (f"hubbub data: in Redis at {masked_url(settings.redis)} (prefix "
+                f"{settings.redis_prefix!r}; as durable as its persistence, see "
+                "docs/operations.md)")
     if settings.store == "memory":
         return "hubbub data: in memory (memory store: history is lost when the server stops)"
     durability = f"{settings.durability} durability"
@@ -52,8 +56,8 @@ def serving_lines(settings: Settings, url: str, hosts: Iterable[str], workers: i
     """The `hubbub serving on URL (...)` line, and the warning when that is open to anyone:
     one process's, or the `--workers` supervisor's once every worker listens."""
     shape = f"{workers} workers, " if workers > 1 else ""
-    lines = [f"hubbub serving on {url} ({shape}{settings.store} store, "
-             f"{settings.fanout} fan-out)"]
+    keeper = "redis broker" if settings.redis is not None else f"{settings.store} store"
+    lines = [f"hubbub serving on {url} ({shape}{keeper}, {settings.fanout} fan-out)"]
     warning = open_to_anyone(settings, hosts)
     if warning is not None:
         lines.append(warning)

@@ -79,6 +79,7 @@ class Settings:
     redis_prefix: str = "hubbub"
     redis_timeout: float = 2.0
     workers: int = 1
+    presence_ttl: float = 30.0
     limits: Limits = dataclasses.field(init=False, repr=False, compare=False)
     """The `LIMIT_NAMES` settings as the core takes them; built once, with the settings."""
 
@@ -406,6 +407,8 @@ OPTIONS: tuple[Option, ...] = (
            _float(0.05, 60), "SECONDS"),
     Option("workers", "worker processes serving one port (auto = one per CPU this process may "
            "use); above 1 needs --redis", _workers, "N"),
+    Option("presence_ttl", "seconds a member of a node that stopped answering stays listed "
+           "(with --redis)", _float(1, 3600), "SECONDS"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 _SINGULAR_FLAGS = {"allowed_origins": "--allowed-origin", "allowed_hosts": "--allowed-host"}

@@ -19,7 +19,14 @@ def database_path(settings: Settings) -> Path:
 
 
 def make_broker(settings: Settings) -> Broker:
-    """The broker, not yet opened (the application opens it on start-up)."""
+    """The broker, not yet opened (the application opens it on start-up): Redis when the
+    settings name one (then Redis holds the history, and `store` is not used), else the
+    local broker over the store."""
+    if settings.redis is not None:
+        from hubbub.brokers.redis import RedisBroker
+
+        return RedisBroker(settings.redis, prefix=settings.redis_prefix,
+                           timeout=settings.redis_timeout, presence_ttl=settings.presence_ttl)
     return LocalBroker(make_store(settings))
 
 
