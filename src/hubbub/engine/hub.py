@@ -26,7 +26,7 @@ from typing import Any
 from hubbub.brokers.local import LocalPresence
 from hubbub.core import events, grants
 from hubbub.core import protocol as p
-from hubbub.core.broker import Broker
+from hubbub.core.broker import Broker, BrokerUnavailable
 from hubbub.core.codec import CODECS, Codec, Wire
 from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Action, Identity, Session
@@ -236,7 +236,8 @@ class Connection:
         if isinstance(exc, p.ProtocolError):
             self._refuse(exc.code, exc.reason, exc.ref if exc.ref is not None else ref)
         elif isinstance(exc, StoreError):
-            log.error("store failed for connection %s: %s", self.id, exc)
+            if not isinstance(exc, BrokerUnavailable):  # the broker logs an outage once
+                log.error("store failed for connection %s: %s", self.id, exc)
             self._refuse(ErrorCode.UNAVAILABLE, exc.client_reason, ref,
                          retry_after=UNAVAILABLE_RETRY_MS)
         else:
