@@ -17,6 +17,7 @@ from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Session
 from hubbub.core.names import guest_name
 from hubbub.core.ratelimit import TokenBucket
+from hubbub.core.store import StoreError
 from hubbub.engine.fanout import HIGH_WATER, Socket
 from hubbub.engine.hub import Connection, Hub
 from hubbub.engine.tasks import spawn
@@ -238,6 +239,9 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
         except p.ProtocolError as exc:  # the token does not allow reading the lobby
             log.info("connection %s: %s", conn.id, exc.reason)
             conn.outlet.socket.close_with(CloseCode.UNAUTHORIZED, exc.reason[:120])
+        except StoreError as exc:  # the broker is unreachable: it logs that once itself
+            log.debug("connection %s: lobby join refused: %s", conn.id, exc)
+            conn.outlet.socket.close_with(CloseCode.INTERNAL_ERROR, "unavailable; reconnect")
         return
     await conn.send(conn.codec.event(events.welcome(
         protocol=p.SUBPROTOCOL, server=f"hubbub/{__version__}", conn_id=conn.id,

@@ -62,6 +62,10 @@ MAX_QUEUED = 10_000
 With the per-connection bound (`hubbub.engine.hub.MAX_IN_FLIGHT`) this keeps a node's
 memory bounded while Redis is slow or paused."""
 
+MAX_CONNECTIONS = 32
+"""Command connections one node opens to Redis at most (plus one for publishing and one
+for pub/sub)."""
+
 MAX_BATCH = 1_000
 """Most publishes in one pipeline: one round trip's worth, small enough to time out alone."""
 
@@ -141,10 +145,14 @@ class RedisBroker(Broker):
 
     def _connect(self) -> aioredis.Redis:
         # hubbub owns reconnection (the sender's probe, the listener's supervisor): redis-py
-        # must fail fast instead of retrying behind its back.
-        return aioredis.Redis.from_url(
-            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+        # must fail fast instead of retrying behind its back. A bounded pool that makes a
+        # command wait for a free connection: a thousand clients joining at once must not
+        # open a thousand connections to Redis.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=self.timeout,
+            socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        return aioredis.Redis(connection_pool=pool)
 
     async def open(self) -> None:
         self._client = self._connect()
