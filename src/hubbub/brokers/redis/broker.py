@@ -25,7 +25,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -69,6 +69,9 @@ for pub/sub)."""
 MAX_BATCH = 1_000
 """Most publishes in one pipeline: one round trip's worth, small enough to time out alone."""
 
+MAX_RUN_BYTES = 256 * 1024
+"""Most bytes of message bodies in one script call, and so in one channel payload."""
+
 UNSUBSCRIBE_DELAY_S = 2.0
 """How long a node stays subscribed to a room after its last member left: a member that
 reconnects right away (a page reload) finds it still subscribed."""
@@ -109,6 +112,7 @@ class _Publish:
     draft: Draft
     then: Outcome
     keys: RoomKeys
+    body: bytes
 
 
 @dataclass(slots=True)
@@ -257,7 +261,7 @@ class RedisBroker(Broker):
         if len(self._queue) >= MAX_QUEUED:
             report(then, BrokerUnavailable(f"{MAX_QUEUED} publishes are waiting for Redis"))
             return
-        self._queue.append(_Publish(draft, then, self.keys(draft.room)))
+        self._queue.append(_Publish(draft, then, self.keys(draft.room), encode_body(draft)))
         assert self._wake is not None
         self._wake.set()
 
@@ -297,22 +301,38 @@ class RedisBroker(Broker):
             self._idle.set()
 
     async def _send(self, batch: list[_Publish | _Note]) -> None:
+        """One pipeline: each room's publishes of the batch as runs of one script call
+        (in submission order within the room; offsets are per room, and each connection
+        answers in its own order), and the presence notes."""
         assert self._sender is not None
         pipe = self._sender.pipeline(transaction=False)
-        publish = self._scripts["PUBLISH"]
-        registering: set[str] = set()  # rooms this pipeline adds to the room set
+        sha = self._scripts["PUBLISH"].sha
+        epoch = new_epoch()  # for rooms this batch starts; unique per batch is enough
+        runs: dict[str, list[_Publish]] = {}
         for item in batch:
             if isinstance(item, _Note):
                 pipe.publish(item.channel, item.payload)
-                continue
-            draft, keys = item.draft, item.keys
-            if draft.room not in self._registered and draft.room not in registering:
-                registering.add(draft.room)
-                pipe.sadd(rooms_key(self.prefix), draft.room)
-            id_key = keys.id(draft.id) if draft.dedupe else keys.meta
-            pipe.evalsha(publish.sha, 4, keys.meta, keys.log, id_key, keys.channel,
-                         new_epoch(), encode_body(draft), "1" if draft.dedupe else "0",
-                         int(DEDUPE_WINDOW_S * 1000), draft.ts)
+            else:
+                runs.setdefault(item.draft.room, []).append(item)
+        calls: list[tuple[bool, list[_Publish]]] = []  # (registers the room, its run)
+        for room, items in runs.items():
+            registers = room not in self._registered
+            if registers:
+                pipe.sadd(rooms_key(self.prefix), room)
+            for run in _runs(items):
+                keys = run[0].keys
+                key_list = [keys.meta, keys.log, keys.channel]
+                args: list[Any] = [epoch, int(DEDUPE_WINDOW_S * 1000)]
+                for item in run:
+                    draft = item.draft
+                    if draft.dedupe:
+                        key_list.append(keys.id(draft.id))
+                        args += (item.body, len(key_list), draft.ts)
+                    else:
+                        args += (item.body, 0, draft.ts)
+                pipe.evalsha(sha, len(key_list), *key_list, *args)
+                calls.append((registers, run))
+                registers = False
         try:
             results = await asyncio.wait_for(pipe.execute(raise_on_error=False), self.timeout)
         except BaseException:
@@ -320,34 +340,32 @@ class RedisBroker(Broker):
             await self._sender.connection_pool.disconnect()
             raise
         if any(isinstance(answer, NoScriptError) for answer in results):
-            # Redis restarted and forgot its scripts: nothing of this pipeline's publishes
-            # ran (each failed before its first command). Load them, then send it again.
+            # Redis restarted and forgot its scripts: no publish of this pipeline ran (each
+            # call failed before its first command). Load them, then send it again.
             await self.load_scripts()
             return await self._send(batch)
-        answers = iter(results)
-        for item in batch:
-            if isinstance(item, _Note):
+        answers = iter(results[len(results) - sum(1 + registers for registers, _ in calls):])
+        for registers, run in calls:
+            if registers:
                 next(answers)
-                continue
-            draft = item.draft
-            if draft.room in registering:
-                registering.discard(draft.room)
-                next(answers)
-                self._registered.add(draft.room)
+                self._registered.add(run[0].draft.room)
             answer = next(answers)
             if isinstance(answer, Exception):
-                log.error("the publish script failed in %r: %s", draft.room, answer)
-                report(item.then, StoreError(f"Redis refused the publish: {answer}"))
+                log.error("the publish script failed in %r: %s", run[0].draft.room, answer)
+                for item in run:
+                    report(item.then, StoreError(f"Redis refused the publish: {answer}"))
                 continue
-            offset, epoch, duplicate, ts = answer
-            epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-            message = Message.from_draft(draft, offset=int(offset), epoch=epoch)
-            if int(duplicate):
-                message = Message(room=draft.room, offset=int(offset), epoch=epoch,
-                                  id=draft.id, nick=draft.nick, sender=draft.sender,
-                                  text=draft.text, data=draft.data, ts=int(ts),
-                                  duplicate=True)
-            report(item.then, message)
+            epoch = answer[0].decode()
+            for item, (offset, duplicate, ts) in zip(run, answer[1], strict=True):
+                draft = item.draft
+                if duplicate:
+                    message = Message(room=draft.room, offset=offset, epoch=epoch,
+                                      id=draft.id, nick=draft.nick, sender=draft.sender,
+                                      text=draft.text, data=draft.data, ts=int(ts),
+                                      duplicate=True)
+                else:
+                    message = Message.from_draft(draft, offset=offset, epoch=epoch)
+                report(item.then, message)
 
     def _refuse_all(self, reason: str) -> None:
         queued, self._queue = self._queue, []
@@ -444,21 +462,26 @@ class RedisBroker(Broker):
                 self._node.presence_changed(found.name, note["p"], note["member"],
                                             note.get("old_nick"))
             return
-        message = message_of(found.name, note["o"], note["e"], note["m"])
+        first, epoch, bodies = note["o"], note["e"], note["m"]
+        last = first + len(bodies) - 1
         if found.status is Sync.LIVE:
-            if message.epoch == found.epoch:
-                if message.offset == found.offset + 1:
-                    found.offset = message.offset
-                    self._deliver((message,))
-                    return
-                if message.offset <= found.offset:
+            if epoch == found.epoch:
+                if last <= found.offset:
                     return  # delivered already
+                if first <= found.offset + 1:
+                    skip = found.offset + 1 - first
+                    name = found.name
+                    found.offset = last
+                    self._deliver([message_of(name, first + i, epoch, body)
+                                   for i, body in enumerate(bodies) if i >= skip])
+                    return
             found.status = Sync.SYNCING
             self._start_sync(found)
         if len(found.buffer) >= BUFFER_MAX:
             found.buffer.clear()  # the Stream has them: the sync reads them from there
             self._start_sync(found)
-        found.buffer.append(message)
+        found.buffer.extend(message_of(found.name, first + i, epoch, body)
+                            for i, body in enumerate(bodies))
 
     def _deliver(self, messages: Sequence[Message]) -> None:
         node = self._node
@@ -630,6 +653,22 @@ class RedisBroker(Broker):
     def subscribed(self) -> list[str]:
         """Rooms this node is subscribed to (the presence sweeper's)."""
         return list(self._rooms)
+
+
+def _runs(items: list[_Publish]) -> Iterator[list[_Publish]]:
+    """A room's publishes cut into runs of at most `MAX_RUN_BYTES` of bodies (one message
+    alone may be larger): each run is one script call and one channel payload, which
+    Redis's pub/sub output buffer limit must take."""
+    run: list[_Publish] = []
+    size = 0
+    for item in items:
+        if run and size + len(item.body) > MAX_RUN_BYTES:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += len(item.body)
+    if run:
+        yield run
 
 
 def _entry(room: str, epoch: str, entry: tuple[bytes, dict[bytes, bytes]]) -> Message:
