@@ -1,7 +1,8 @@
 """`hubbub serve --workers N`: real supervisor and worker processes on one real port.
 
-On this branch `--redis` is only checked, never connected to, so the URL points at a port
-where no Redis runs, and each worker keeps its own memory store.
+`--redis` is only checked here, never connected to, so by default the URL points at a port
+where no Redis runs and each worker keeps its own memory store; `HUBBUB_TEST_REDIS_URL`
+names a real Redis instead, for when the workers share rooms through it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from support.wsclient import JsonClient, http_get_json, json_client
 
 pytestmark = pytest.mark.timeout(120)
 
-REDIS = "redis://127.0.0.1:1/0"
+REDIS = os.environ.get("HUBBUB_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
 WORKERS = ("--workers", "2", "--store", "memory", "--redis", REDIS)
 WORKER_LINE = re.compile(r"hubbub worker (\d+) \(pid (\d+)\) listening on ")
 
@@ -114,8 +115,8 @@ async def test_two_workers_share_one_port_and_stop_with_1001(tmp_path: Path) -> 
                      "--log-level", "debug", port=0)
     try:
         serving = server.wait_for_output("hubbub serving on")
-        assert serving == (f"hubbub serving on http://127.0.0.1:{server.port} "
-                           "(2 workers, memory store, auto fan-out)")
+        assert serving.startswith(f"hubbub serving on http://127.0.0.1:{server.port} "
+                                  "(2 workers, ")
         pids = workers_of(server)
         assert sorted(pids) == [1, 2] and len(set(pids.values())) == 2
         log = server.log_text()
@@ -191,7 +192,7 @@ def test_workers_auto_starts_one_per_cpu_it_may_use(tmp_path: Path) -> None:
         if len(cpus) == 1:
             assert "workers" not in serving and not workers_of(server)
         else:
-            assert f"({len(cpus)} workers, memory store" in serving
+            assert f"({len(cpus)} workers, " in serving
             assert sorted(workers_of(server)) == list(range(1, len(cpus) + 1))
         assert server.stop() == 0
     finally:
