@@ -31,7 +31,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from hubbub.server.run import WorkerRole, configure_logging, serve, serving_lines
+from hubbub.server.run import WorkerRole, configure_logging, load_auth, serve, serving_lines
 from hubbub.server.settings import ConfigError, Settings
 
 log = logging.getLogger("hubbub.workers")
@@ -103,6 +103,8 @@ def supervise(settings: Settings) -> int:
     except ConfigError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 2
+    if load_auth(settings) is None:
+        return 1
     try:
         reserved = reserve_port(settings.host, settings.port)
     except OSError as exc:
@@ -179,7 +181,7 @@ class Supervisor:
             await asyncio.gather(*keepers, return_exceptions=True)
             return 1 if self.failed else 0
         finally:
-            log.info("stopping %d workers", len(self.workers))
+            log.info("stopping the workers")
             await self._stop_all()
             log.info("stopped")
 
