@@ -258,11 +258,14 @@ async def _cross(pub_port: int, ports: dict[str, int], subs: int, rate: float,
 
 def cross() -> None:
     print("== cross-node delivery: publisher on node A at 1,000 msg/s, 5 JSON subscribers on A "
-          "and 5 on B, 5 s")
+          "and 5 on B (node B on the load's CPU), 5 s; baseline: one local-broker node with 10")
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    with hubbub("--store", "memory") as (local, _):
+        seen = asyncio.run(_cross(local, {"local broker": local}, 10, 1000, 5.0))
     with redis_server() as url, hubbub("--redis", url) as (a, _), \
             hubbub("--redis", url, cpus=LOAD_CPU) as (b, _):
-        os.sched_setaffinity(0, {int(LOAD_CPU)})
-        seen = asyncio.run(_cross(a, {"same node (A)": a, "other node (B)": b}, 5, 1000, 5.0))
+        seen.update(asyncio.run(_cross(a, {"redis, node A": a, "redis, node B": b}, 5, 1000,
+                                       5.0)))
     for name, values in seen.items():
         ms = [v * 1000 for v in values]
         print(f"{name:15s} {len(ms):7,d} deliveries  p50 {statistics.median(ms):6.2f} ms  "
