@@ -13,7 +13,7 @@ import pytest
 
 from hubbub.server.run import JsonFormatter
 from support.rawws import RawWebSocket
-from support.server import ServerFactory, ServerProcess, running, wait_until
+from support.server import Samples, ServerFactory, ServerProcess, running, scrape, wait_until
 from support.wsclient import TIMEOUT, http_get_json, unique
 
 pytestmark = pytest.mark.timeout(90)
@@ -22,29 +22,12 @@ BURST = 50
 """Requests one connection may make on `metered` before the rate limit refuses them (it
 refills one per 100 s, so never during a test)."""
 
-Samples = dict[str, float]
-
 
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running(tmp_path_factory, "--store", "memory", "--rate-per-second", "0.01",
                  "--rate-burst", str(BURST)) as server:
         yield server
-
-
-async def scrape(server: ServerProcess) -> Samples:
-    """Every sample of `/metrics`, keyed as exposed: `name` or `name{label="value"}`."""
-    async with aiohttp.ClientSession() as session, \
-            session.get(server.url + "/metrics") as response:
-        assert response.status == 200
-        assert response.content_type == "text/plain"
-        text = await response.text()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            samples[key] = float(value)
-    return samples
 
 
 def changes(before: Samples, after: Samples) -> Samples:

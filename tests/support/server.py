@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import aiohttp
 import pytest
 
 
@@ -192,6 +194,25 @@ def running(factory: pytest.TempPathFactory, *flags: str,
         server.kill()
 
 
+Samples = dict[str, float]
+"""`/metrics` as `scrape` reads it."""
+
+
+async def scrape(server: ServerProcess) -> Samples:
+    """Every sample of `/metrics`, keyed as exposed: `name` or `name{label="value"}`."""
+    async with aiohttp.ClientSession() as session, \
+            session.get(server.url + "/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
 async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,
                      pause: float = 0.1) -> bool:
     """Poll an async predicate a bounded number of times."""
@@ -200,3 +221,29 @@ async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,
             return True
         await asyncio.sleep(pause)
     return False
+
+
+def redis_nodes(base: Path, count: int, redis_url: str, prefix: str, *flags: str,
+                env: dict[str, str] | None = None) -> list[ServerProcess]:
+    """`count` nodes of one deployment (not started): `hubbub serve --store memory --redis
+    URL --redis-prefix PREFIX`, each with its own directory under `base` (its log and its
+    data directory)."""
+    homes = [base / f"node-{index}" for index in range(1, count + 1)]
+    for home in homes:
+        home.mkdir(parents=True)
+    return [ServerProcess(home / "data", "--store", "memory", "--redis", redis_url,
+                          "--redis-prefix", prefix, *flags, env=env) for home in homes]
+
+
+def start_all(servers: Sequence[ServerProcess]) -> list[ServerProcess]:
+    """Start the servers side by side (a start is mostly the interpreter importing, and
+    waiting for /healthz); if any fails, every one is killed and the first error raised."""
+    with ThreadPoolExecutor(len(servers) or 1) as pool:
+        starts = [pool.submit(server.start) for server in servers]
+        wait(starts)
+    failed = [error for start in starts if (error := start.exception()) is not None]
+    if failed:
+        for server in servers:
+            server.kill()
+        raise failed[0]
+    return list(servers)
