@@ -25,11 +25,10 @@ class LoopSide:
     Room state is kept twice, once per thread, and that is inherent: the writer's counters
     (`RoomRow`, in `Writer`) advance when a transaction is built, which may still fail, and
     only the writer may touch them; this copy advances in the loop step that hands a
-    committed batch to the listener, just before its appends are acknowledged. So
-    `room_state` and `rooms` need no I/O and never report an offset that was not stored
-    and delivered (the store contract in `core/store.py`). A room joined but never written
-    lives only here, until its first message. Nothing else keeps a copy: a commit's
-    `states` are only the rooms it changed, applied here at once.
+    committed batch to the listener (`stored_batch`), which is what the store contract
+    asks `room_state` to match (`core/store.py`), and it answers without I/O. A room joined
+    but never written lives only here (`_unwritten_room`). Nothing else keeps a copy: a
+    commit's `states` are only the rooms it changed, applied here at once.
     """
 
     def __init__(self, put: Callable[[Request], None],
@@ -57,7 +56,7 @@ class LoopSide:
         state = self._states.get(room)
         first = state is None or state.offset == 0
         if first:
-            # The room's first messages: until one is stored, `discard` must keep it.
+            # A first message: `discard` keeps the room while any is pending.
             if state is None:
                 state = self._states[room] = _unwritten_room()
             self._first_appends[room] = self._first_appends.get(room, 0) + 1
@@ -67,7 +66,6 @@ class LoopSide:
     def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         state = self._states.get(room)
         if state is None and create:
-            # Only on the loop: the file gets the room with its first message.
             state = self._states[room] = _unwritten_room()
         return state
 
@@ -92,8 +90,7 @@ class LoopSide:
 
     def stored_batch(self, states: dict[str, RoomState], batch: list[Append],
                      messages: list[Message]) -> None:
-        # One step, in the order the store contract asks for: the batch's rooms advance,
-        # its messages reach the listener, then each append's outcome is reported.
+        # One step, in the order `MessageStore.submit` asks for.
         self._states.update(states)
         self._stored(messages)
         for op, message in zip(batch, messages, strict=True):
@@ -125,7 +122,9 @@ class LoopSide:
 
 def _unwritten_room() -> RoomState:
     """A room joined before it has a message: its epoch is fixed now, on the loop, and
-    written with its first message; until then it is nowhere in the file."""
+    written with its first message (which takes this epoch, so that members told it at
+    join are not told another); until then the room is nowhere in the file, and `discard`
+    may forget it unless a first append is pending."""
     return RoomState(new_epoch(), 0, 1)
 
 

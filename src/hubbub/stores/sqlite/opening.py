@@ -111,8 +111,8 @@ def _connect_writer(path: Path, durability: Durability,
         applied = migrate(conn)
         if applied:
             log.info("migrated %s to schema version %d", path, applied[-1])
-        # Rooms that never had a message (earlier versions wrote one on every join):
-        # now they only ever live on the loop, until their first message.
+        # Rooms that never had a message (earlier versions wrote one on every join): now
+        # such rooms live on the loop only (`handoff._unwritten_room`).
         unused = conn.execute("DELETE FROM rooms WHERE last_offset = 0").rowcount
         if unused:
             log.info("forgot %d rooms of %s that never had a message", unused, path)

@@ -54,10 +54,9 @@ class Append:
     draft: Draft
     data_json: str | None
     epoch: str
-    """The room's epoch as the loop knows it: a room's first message takes the epoch its
-    members were told when they joined it (see `LoopSide.room_state`)."""
+    """The room's epoch as the loop knows it (for a first message: see `_unwritten_room`)."""
     first: bool
-    """Submitted while the room had no stored message (counted by `LoopSide`)."""
+    """Submitted while the room had no stored message (counted by `LoopSide.place`)."""
     then: Outcome
 
 
