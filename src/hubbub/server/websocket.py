@@ -155,8 +155,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         await _greet(hub, conn, settings)
         # The read loop is here rather than in a coroutine of its own, which would be one
         # more frame alive per connection (~250 bytes). `handle_text` returns before a
-        # publish is stored (publishes are pipelined, see `Connection`), so the next frame
-        # is read while up to `MAX_IN_FLIGHT` (and `MAX_IN_FLIGHT_BYTES`) are in flight.
+        # publish is stored: publishes are pipelined (see `Connection` and `MAX_IN_FLIGHT`).
         try:
             async for msg in ws:
                 socket.seen = time.monotonic()
