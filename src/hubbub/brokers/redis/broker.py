@@ -167,7 +167,7 @@ class RedisBroker(Broker):
             await self._release()
             raise StoreOpenError(f"cannot reach Redis at {_shown(self.url)}: "
                                  f"{exc or type(exc).__name__}") from exc
-        for name in ("PUBLISH", "ENSURE", "STATE", "DISCARD", "SWEEP"):
+        for name in ("PUBLISH", "STATE", "DISCARD", "SWEEP"):
             self._scripts[name] = self._client.register_script(getattr(scripts, name))
         await self.load_scripts()
         self._wake = asyncio.Event()
@@ -520,10 +520,9 @@ class RedisBroker(Broker):
         not (reading the Stream once for the room), then what arrived meanwhile; go live
         with no await between the last check and the switch."""
         keys = found.keys
-        raw = await self.call(self.script("ENSURE")(keys=[keys.meta, keys.log],
-                                                    args=[new_epoch()]))
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        top = int(raw[1])
+        state = await self._stored_state(keys, create=True)
+        assert state is not None
+        epoch, top = state.epoch, state.offset
         if found.epoch is None:
             found.epoch, found.offset = epoch, top  # first sync: history is the hub's
         elif epoch != found.epoch:
@@ -531,7 +530,7 @@ class RedisBroker(Broker):
             found.buffer = [m for m in found.buffer if m.epoch == epoch]
             if self._node is not None:
                 try:
-                    self._node.reset(found.name, RoomState(epoch, 0, int(raw[2])))
+                    self._node.reset(found.name, RoomState(epoch, 0, state.first_offset))
                 except Exception:
                     log.exception("the node failed on a reset of %r", found.name)
         while True:
@@ -562,10 +561,10 @@ class RedisBroker(Broker):
                 return
             # A gap remains (or more arrived): read what Redis has now, and go on.
             found.buffer = fresh + found.buffer
-            raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log]))
-            if raw is None or (raw[0].decode() if isinstance(raw[0], bytes) else raw[0]) != epoch:
+            now = await self._stored_state(keys, create=False)
+            if now is None or now.epoch != epoch:
                 return await self._sync(found)  # the epoch changed again meanwhile
-            top = int(raw[1])
+            top = now.offset
 
     async def _range(self, room: str, epoch: str, first: int, last: int,
                      limit: int) -> list[Message]:
@@ -575,12 +574,17 @@ class RedisBroker(Broker):
 
     # --- state and history -------------------------------------------------------------
 
-    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
-        keys = self.keys(room)
-        name = "ENSURE" if create else "STATE"
-        args = [new_epoch()] if create else []
-        raw = await self.call(self.script(name)(keys=[keys.meta, keys.log], args=args))
+    async def _stored_state(self, keys: RoomKeys, *, create: bool) -> RoomState | None:
+        """The room's state as Redis holds it (`scripts.STATE`)."""
+        raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log],
+                                                   args=[new_epoch() if create else ""]))
         if raw is None:
+            return None
+        return RoomState(raw[0].decode(), int(raw[1]), int(raw[2]))
+
+    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
+        stored = await self._stored_state(self.keys(room), create=create)
+        if stored is None:
             return None
         if create and room not in self._registered:
             await self.call(self.client.sadd(rooms_key(self.prefix), room))
@@ -588,18 +592,17 @@ class RedisBroker(Broker):
         found = self._rooms.get(room)
         if found is not None and found.status is Sync.LIVE and found.epoch is not None:
             # Subscribed: as of what this node was handed (the broker contract).
-            return RoomState(found.epoch, found.offset, min(int(raw[2]), found.offset + 1))
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        return RoomState(epoch, int(raw[1]), int(raw[2]))
+            return RoomState(found.epoch, found.offset,
+                             min(stored.first_offset, found.offset + 1))
+        return stored
 
     async def read(self, room: str, *, after: int | None = None, before: int | None = None,
                    limit: int) -> HistoryPage | None:
         keys = self.keys(room)
-        raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log]))
-        if raw is None:
+        state = await self._stored_state(keys, create=False)
+        if state is None:
             return None
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        state = RoomState(epoch, int(raw[1]), int(raw[2]))
+        epoch = state.epoch
         low = 1 if after is None else after + 1
         high = state.offset if before is None else min(before - 1, state.offset)
         if high < low:

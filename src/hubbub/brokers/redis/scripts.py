@@ -55,10 +55,13 @@ epoch and the bodies), so that a node reads a busy room's messages a run at a ti
 by one. A message is stored and announced with its run or not at all. Returns {epoch,
 {{offset, duplicate, ts}, ...}}: for a duplicate, the original's place and time."""
 
-ENSURE = """
--- KEYS: meta, log; ARGV: epoch for a new room
+STATE = """
+-- KEYS: meta, log; ARGV: epoch to start the room with if Redis does not know it, or ""
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
+  if ARGV[1] == '' then
+    return false
+  end
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
 end
@@ -70,24 +73,8 @@ if #first > 0 then
 end
 return {epoch, top, first_offset}
 """
-"""A room's state, starting the room (a new epoch, no message) if Redis does not know it:
-{epoch, top, first offset}."""
-
-STATE = """
--- KEYS: meta, log
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  return false
-end
-local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local first_offset = top + 1
-if #first > 0 then
-  first_offset = tonumber(string.match(first[1][1], '^0%-(%d+)$'))
-end
-return {epoch, top, first_offset}
-"""
-"""A room's state, or nil for a room Redis does not know."""
+"""A room's state: {epoch, top, first offset}. A room Redis does not know is nil, or is
+started (a new epoch, no message) when an epoch is given."""
 
 DISCARD = """
 -- KEYS: meta, members; ARGV: rooms key, room
