@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -93,6 +94,10 @@ async def test_null_id_is_no_id(adapter_server: ServerProcess) -> None:
     assert status == 201 and body["id"] == "A-z_9" + "x" * 59
 
 
+def has_ref(ref: object, event: dict[str, Any]) -> bool:
+    return event.get("ref") == ref
+
+
 async def pipelined_repeats(server: ServerProcess) -> None:
     room = unique("idem-pipe")
     async with json_client(server.ws_url) as client:
@@ -104,8 +109,7 @@ async def pipelined_repeats(server: ServerProcess) -> None:
                        ("again", "same")])]
         for frame in frames:  # all sent before any answer is read
             await client.send(frame)
-        replies = [await client.wait_for(lambda e, ref=f["ref"]: e.get("ref") == ref)
-                   for f in frames]
+        replies = [await client.wait_for(partial(has_ref, frame["ref"])) for frame in frames]
         assert [r["type"] for r in replies] == ["ack"] * 4
         assert [r["offset"] for r in replies] == [1, 2, 1, 1]
         assert [r.get("duplicate", False) for r in replies] == [False, False, True, True]
