@@ -191,8 +191,9 @@ def error_body(code: str, reason: str) -> Event:
 
 def error(code: ErrorCode, reason: str, ref: Ref | None = None, *,
           retry_after: int | None = None) -> Event:
-    """A refused request; `retry_after` (milliseconds) only for `rate_limited`. The `ref`
-    follows the body here, unlike in replies, as clients have always seen it."""
+    """A refused request; `retry_after` (milliseconds) for `rate_limited` and
+    `unavailable`. The `ref` follows the body here, unlike in replies, as clients have
+    always seen it."""
     event: Event = {"type": "error"}
     event.update(error_body(code.value, reason))
     if ref is not None:
