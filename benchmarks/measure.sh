@@ -45,7 +45,7 @@ bench() {
     wait_quiet
     # Raised priority (the server and the workers inherit it) so that other work that starts
     # on the machine mid-run takes CPU from itself rather than from the measurement.
-    nice -n "$NICE" "$PY" -m hubbub.bench --quiet --json "$@" > "$out.tmp" && mv "$out.tmp" "$out"
+    nice -n "$NICE" "$PY" -m hubbub.loadgen --quiet --json "$@" > "$out.tmp" && mv "$out.tmp" "$out"
 }
 
 # One invocation per target (rather than --compare) so that each waits for a quiet machine.

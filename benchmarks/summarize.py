@@ -17,8 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from hubbub.bench.plot import plot
-from hubbub.bench.results import Latency, Point, TargetResult
+from hubbub.loadgen.plot import plot
+from hubbub.loadgen.results import Latency, Point, TargetResult
 
 FIELDS = ("delivery_ratio", "deliveries_per_s", "p50_ms", "p99_ms", "max_ms",
           "publisher_lag_p99_ms", "server_cpu_pct", "server_peak_rss_mib", "generator_cpu_pct",

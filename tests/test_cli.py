@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,50 +19,10 @@ import pytest
 
 import hubbub
 from hubbub.server.settings import OPTIONS, Settings, setting, show_default
+from support.cli import assert_refused, listening, message_lines, run_hubbub
 from support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run_hubbub(*args: str, env: dict[str, str] | None = None,
-               timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubbub", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-    )
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def message_lines(stderr: str) -> list[str]:
-    """stderr without argparse's usage block (its first line and indented continuations)."""
-    lines = []
-    in_usage = False
-    for line in stderr.splitlines():
-        if line.startswith("usage:"):
-            in_usage = True
-            continue
-        if in_usage and line.startswith(" "):
-            continue
-        in_usage = False
-        if line.strip():
-            lines.append(line)
-    return lines
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], code: int, *names: str) -> str:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    lines = message_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
-    for name in names:
-        assert name in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
-    assert "hubbub serving on" not in result.stdout
-    return lines[0]
 
 
 def serve_args(tmp_path: Path, *extra: str) -> tuple[int, list[str]]:
@@ -100,6 +59,12 @@ def test_no_command_prints_help_and_exits_2() -> None:
     (["--fanout", "magic"], ["fanout"]),
     (["--api-key", "short"], ["api_key"]),
     (["--plain-history", "500"], ["plain_history"]),
+    (["--redis", "http://127.0.0.1:6379"], ["redis", "redis://HOST:PORT/DB"]),
+    (["--redis-prefix", "has space"], ["redis_prefix"]),
+    (["--redis-timeout", "0"], ["redis_timeout"]),
+    (["--workers", "0"], ["workers", "auto"]),
+    (["--workers", "-1"], ["workers"]),
+    (["--workers", "abc"], ["workers", "abc"]),
 ])
 def test_bad_flag_values(tmp_path: Path, flags: list[str], names: list[str]) -> None:
     port, args = serve_args(tmp_path)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
 
-from hubbub.server.settings import ConfigError, Settings, add_arguments, load
+from hubbub.core.limits import Limits
+from hubbub.server.settings import (
+    ConfigError,
+    Settings,
+    add_arguments,
+    describe,
+    from_code,
+    load,
+    masked_url,
+)
 
 
 def flags(*argv: str) -> argparse.Namespace:
@@ -74,6 +84,33 @@ def test_lists_and_switches_from_the_environment() -> None:
         ([], {"HUBBUB_ALLOWED_HOSTS": "ok.example,bad host"}, "'bad host' is not a host name"),
         (["--header-timeout", "0"], {}, "header_timeout must be a number from 0.1"),
         (["--ping-rate-burst", "0"], {}, "ping_rate_burst must be from 1"),
+        (["--redis", "http://h:6379"], {}, "redis must be a URL like redis://HOST:PORT/DB"),
+        (["--redis", "127.0.0.1:6379"], {}, "redis must be a URL like"),
+        (["--redis", "redis://"], {}, "redis needs a host name"),
+        (["--redis", "redis://h:99999/0"], {}, "redis has no valid port"),
+        (["--redis", "redis://h:0/0"], {}, "redis must have a port from 1 to 65535"),
+        (["--redis", "redis://h/zero"], {}, "redis may end only in a database number"),
+        (["--redis", "redis://h/0?socket_timeout=5"], {}, "must not have ?parameters"),
+        (["--redis", "redis://h/0#x"], {}, "must not have a #fragment"),
+        (["--redis", "unix://redis.sock"], {}, "must name the socket's absolute path"),
+        (["--redis", "unix:///run/"], {}, "must name the socket's absolute path"),
+        (["--redis", "unix:///run/r.sock?db=one"], {}, "db= that is not a database number"),
+        (["--redis", "unix:///run/r.sock?timeout=1"], {}, "takes only db= and password="),
+        ([], {"HUBBUB_REDIS": "redis://bad host/0"}, "from HUBBUB_REDIS"),
+        (["--redis-prefix", ""], {}, "redis_prefix must be 1-64 characters"),
+        (["--redis-prefix", "a/b"], {}, "redis_prefix must be 1-64 characters"),
+        (["--redis-prefix", "p" * 65], {}, "redis_prefix must be 1-64 characters"),
+        (["--redis-timeout", "0.01"], {}, "redis_timeout must be a number from 0.05 to 60"),
+        (["--redis-timeout", "61"], {}, "redis_timeout must be a number from 0.05 to 60"),
+        (["--redis-timeout", "soon"], {}, "redis_timeout must be a number"),
+        (["--workers", "0"], {}, "workers must be from 1 to 1024, or auto (got '0'"),
+        (["--workers", "-1"], {}, "workers must be from 1 to 1024, or auto"),
+        (["--workers", "abc"], {}, "workers must be an integer, or auto (got 'abc'"),
+        (["--workers", "1.5"], {}, "workers must be an integer, or auto"),
+        (["--workers", "5000"], {}, "workers must be from 1 to 1024"),
+        ([], {"HUBBUB_WORKERS": "many"}, "from HUBBUB_WORKERS"),
+        (["--workers", "2"], {}, "--workers 2 needs --redis URL: workers share rooms"),
+        ([], {"HUBBUB_WORKERS": "3"}, "--workers 3 needs --redis URL"),
     ],
 )
 def test_bad_values_are_named_with_their_source(argv: list[str], environ: dict[str, str],
@@ -95,6 +132,11 @@ def test_bad_values_are_named_with_their_source(argv: list[str], environ: dict[s
         ("dev = 'sometimes'", "dev must be true or false"),
         ("allowed_origins = 5", "must be a list of origins"),
         ("\x00\xff", "cannot be read"),
+        ("redis = 6379", "redis must be a string"),
+        ("workers = 2.5", "workers must be an integer, or auto"),
+        ("workers = true", "workers must be an integer, or auto"),
+        ("workers = 2", "--workers 2 needs --redis"),
+        ("redis_prefix = ''", "redis_prefix must be 1-64 characters"),
     ],
 )
 def test_bad_config_files(tmp_path: Path, content: str, needle: str) -> None:
@@ -123,3 +165,74 @@ def test_log_format_and_loop_stall_warning() -> None:
     assert (Settings().log_format, Settings().loop_stall_warning_ms) == ("text", 250.0)
     settings = load(flags("--log-format", "JSON", "--loop-stall-warning-ms", "0"), environ={})
     assert (settings.log_format, settings.loop_stall_warning_ms) == ("json", 0.0)
+
+
+def test_redis_and_workers_from_file_environment_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "hubbub.toml"
+    config.write_text('redis = "unix:///run/redis/redis.sock?db=2"\nredis-prefix = "chat:eu"\n'
+                      'redis_timeout = 0.5\nworkers = "auto"\n')
+    from_file = load(flags("--config", str(config)), environ={})
+    assert from_file.redis == "unix:///run/redis/redis.sock?db=2"
+    assert (from_file.redis_prefix, from_file.redis_timeout) == ("chat:eu", 0.5)
+    assert from_file.workers == len(os.sched_getaffinity(0))
+    environ = {"HUBBUB_REDIS": "rediss://redis.example:6380/1", "HUBBUB_WORKERS": "3",
+               "HUBBUB_REDIS_PREFIX": "env", "HUBBUB_REDIS_TIMEOUT": "10"}
+    from_env = load(flags("--config", str(config)), environ=environ)
+    assert (from_env.redis, from_env.workers) == ("rediss://redis.example:6380/1", 3)
+    assert (from_env.redis_prefix, from_env.redis_timeout) == ("env", 10.0)
+    from_flags = load(flags("--config", str(config), "--redis", "redis://[::1]/0",
+                            "--workers", "AUTO", "--redis-timeout", "0.05"), environ=environ)
+    assert from_flags.redis == "redis://[::1]/0"
+    assert from_flags.workers == len(os.sched_getaffinity(0))
+    assert from_flags.redis_timeout == 0.05
+
+
+def test_redis_defaults_and_one_worker_need_no_redis() -> None:
+    settings = load(flags("--workers", "1"), environ={"HUBBUB_REDIS": ""})
+    assert (settings.redis, settings.redis_prefix, settings.redis_timeout) == (
+        None, "hubbub", 2.0)
+    assert settings.workers == 1
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:hunter2-secret@redis.example:6379/0", "redis://:***@redis.example:6379/0"),
+    ("redis://app:hunter2-secret@redis.example/0", "redis://app:***@redis.example/0"),
+    ("rediss://hunter2-secret@redis.example", "rediss://***@redis.example"),
+    ("unix:///run/r.sock?db=1&password=hunter2-secret", "unix:///run/r.sock?db=1&password=***"),
+    ("redis://redis.example:6379/0", "redis://redis.example:6379/0"),
+    ("unix:///run/a@b.sock", "unix:///run/a@b.sock"),
+])
+def test_a_redis_password_is_masked_in_the_start_up_description(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+    settings = from_code(redis=url)
+    assert settings.redis == url  # the broker gets the real one
+    assert describe(settings)["redis"] == shown
+    assert "hunter2" not in str(describe(settings))
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:hunter2-secret@redis.example:port/0",  # not a URL redis-py could read
+    "redis://user:hunter2/secret@redis.example/0",  # an unescaped / in the password
+    "redis://:hunter2-secret@redis.example/0?timeout=1",
+    "unix:///run/r.sock?password=hunter2-secret&timeout=1",
+])
+def test_a_redis_password_is_never_in_an_error(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(flags("--redis", url), environ={})
+    assert "redis" in str(info.value) and "***" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_secrets_are_not_echoed_in_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(flags("--api-key", "short"), environ={})
+    assert "short" not in str(info.value) and "'***'" in str(info.value)
+
+
+def test_limits_are_built_once_from_the_limit_settings() -> None:
+    settings = load(flags("--max-rooms", "7", "--rate-burst", "9"), environ={})
+    assert settings.limits is settings.limits
+    assert settings.limits == Limits(max_rooms=7, rate_burst=9)
+    assert Settings().limits == Limits()
+    assert settings.max_rooms == 7  # read as a setting too, under the same name
+    assert "limits" not in describe(settings)

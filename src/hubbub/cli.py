@@ -16,8 +16,8 @@ PLUGINS = {
     "chat": ("hubbub.client.chat", "interactive terminal chat"),
     "publish": ("hubbub.client.publish", "publish a message through the HTTP API"),
     "bot": ("hubbub.client.bot_runner", "run a bot file"),
-    "bench": ("hubbub.bench.command", "fan-out load generator and benchmarks"),
-    "bench-acks": ("hubbub.bench.acks", "acknowledged-publish benchmark (store on/off)"),
+    "bench": ("hubbub.loadgen.command", "fan-out load generator and benchmarks"),
+    "bench-acks": ("hubbub.loadgen.acks", "acknowledged-publish benchmark (store on/off)"),
 }
 
 

@@ -20,8 +20,9 @@ import pytest
 
 from hubbub.core.message import Draft, Message
 from hubbub.core.store import RoomState, StoreError, StoreOpenError
+from hubbub.stores.sqlite import SQLiteStore
 from hubbub.stores.sqlite.migrations import SCHEMA_VERSION
-from hubbub.stores.sqlite.store import TRIM_CHUNK, SQLiteStore
+from hubbub.stores.sqlite.retention import TRIM_CHUNK
 
 
 def draft(room: str = "r", text: str | None = "hi", **kw: object) -> Draft:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,16 +28,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVING = re.compile(r"hubbub serving on http://127\.0\.0\.1:(\d+) ")
+"""The line `hubbub serve` prints once it accepts connections, and the port it names."""
+
+_any_port_logs = itertools.count(1)
+
+
 class ServerProcess:
-    """One `python -m hubbub serve` child, killed by PID only, logs kept in `log_path`."""
+    """One `python -m hubbub serve` child, killed by PID only, logs kept in `log_path`.
+
+    `port=0` lets the server pick one, which `start` reads from its `hubbub serving on`
+    line; `cpus` runs it on those CPUs only (its affinity mask, which `--workers auto`
+    counts)."""
 
     def __init__(self, data_dir: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cpus: set[int] | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port
         self.env = env or {}
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.cpus = cpus
+        name = f"server-{self.port}" if self.port else f"server-0-{next(_any_port_logs)}"
+        self.log_path = data_dir.parent / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
@@ -57,10 +71,16 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        cpus = self.cpus
         self.proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         deadline = time.monotonic() + timeout
+        if self.port == 0:
+            served = SERVING.search(self.wait_for_output("hubbub serving on", timeout))
+            assert served is not None, self.log_text()
+            self.port = int(served.group(1))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
@@ -107,6 +127,20 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def wait_for_output(self, needle: str, timeout: float = 20.0, count: int = 1) -> str:
+        """The `count`-th line of the server's output that holds `needle`, once it is
+        there; fails if the server exits or `timeout` seconds pass first."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log_text().splitlines() if needle in line]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {needle!r} line (x{count}) from the server "
+                                     f"(exit code {self.proc.returncode}):\n{self.log_text()}")
+            time.sleep(0.05)
 
 
 class AsgiServerProcess(ServerProcess):

@@ -2,9 +2,9 @@
 socket implements `hubbub.engine.fanout.Socket` on ASGI messages.
 
 An ASGI application never sees the socket: every frame goes through the server's `send`,
-one awaited message per frame. So these sockets are not `framed` (the delivery engine gives
-them a bounded queue and a writer each, the slow-client policy included) and the fan-out's
-per-pass batching and framing-once stop at `send` (see docs/performance.md, "ASGI").
+one awaited message per frame. So these sockets are not `framed` (see `AutoFanout.outlet`)
+and the fan-out's per-pass batching and framing-once stop at `send` (see
+docs/performance.md, "ASGI").
 """
 
 from __future__ import annotations

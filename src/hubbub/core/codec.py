@@ -53,6 +53,8 @@ class JsonCodec:
 
     __slots__ = ()
     wire: Final = Wire.JSON
+    shows_members: Final = True
+    """Its `joined` carries each room's member list (which may cost a read from Redis)."""
 
     def decode(self, text: str, limits: Limits) -> p.Request:
         return p.parse_request(text, limits)
@@ -89,6 +91,7 @@ class PlainCodec:
 
     __slots__ = ()
     wire: Final = Wire.PLAIN
+    shows_members: Final = False
 
     def decode(self, text: str, limits: Limits) -> p.Request:
         p.validate_body(text, None, limits)

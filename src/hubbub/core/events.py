@@ -116,8 +116,8 @@ class JoinedRoom:
 
 def joined(ref: Ref | None, rooms: Sequence[JoinedRoom],
            members: Callable[[str], Sequence[Event]]) -> Event:
-    """`members(room)` gives a room's member list (see `member`); it is asked only here,
-    so that a connection whose codec sends no `joined` never has the lists made."""
+    """`members(room)` gives a room's member list (see `member`); the hub reads the lists
+    only for a codec that `shows_members`."""
     entries = []
     for entry in rooms:
         fields: Event = {"room": entry.room, "epoch": entry.state.epoch,

@@ -2,8 +2,8 @@
 
 The delivery engine appends pre-framed bytes here instead of writing each one, then writes
 everything pending in one call (once per event-loop pass, or when a lagging socket drains).
-A client that falls `limit` bytes behind has its outbox refuse further frames; the engine
-then closes it (4008, too slow) instead of letting one reader hold memory without bound.
+A client that falls `limit` bytes behind has its outbox refuse further frames; what happens
+to it then is the fan-out's slow-client policy (`hubbub.engine.fanout`).
 """
 
 from __future__ import annotations

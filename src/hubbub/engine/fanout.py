@@ -12,8 +12,9 @@
   transport holds more than `HIGH_WATER` bytes) gets an `Outbox` and a writer task, which
   exist only while that backlog does; when the socket drains, the whole backlog goes out in
   one write.
-- An outbox over its byte limit closes its connection with 4008 (too slow). Other
-  recipients never wait for it.
+- The slow-client policy: an outbox over its byte limit closes its connection with 4008
+  (too slow) instead of letting one reader hold memory without bound. Other recipients
+  never wait for it. Sockets that are not `framed` get the same limit (`AutoFanout.outlet`).
 
 `sequential`, `concurrent` and `queued` are the teaching note's three options, kept so the
 benchmark and the docs can compare them on the same server: an `await` per recipient in
@@ -179,8 +180,7 @@ class Fanout(abc.ABC):
 
     async def drain(self, outlet: Outlet) -> None:
         """Return once what was sent to `outlet` so far has left the server's own buffers
-        (or the connection is closing): a replay sends its next page only then, so that what
-        one joining client holds stays within its outbox limit plus a page."""
+        (or the connection is closing); a replay waits for it between pages (`Hub._catch_up`)."""
         await outlet.socket.drain()
 
     def _too_slow(self, outlet: Outlet) -> None:
@@ -279,7 +279,9 @@ class AutoFanout(Fanout):
     def outlet(self, socket: Socket) -> Outlet:
         if not socket.framed:
             # permessage-deflate gives each connection its own compressor state, so its
-            # frames cannot be shared; such connections get a writer task each.
+            # frames cannot be shared; such connections (and SSE and ASGI sockets, which
+            # take text or one awaited message per frame) get a bounded queue and a writer
+            # task each, under the same outbox limit and slow-client policy.
             self._mixed = True
             return self._fallback.outlet(socket)
         return CorkedOutlet(socket)

@@ -425,7 +425,7 @@ class Hub:
                 self._remove_member(room, conn)
             raise
         lists = {entry.room: await self.members(entry.room, including=conn)
-                 for entry in entries}
+                 for entry in entries} if conn.codec.shows_members else {}
         await conn.send(conn.codec.joined(request.ref, entries, lists.__getitem__))
         for catch_up in owed:
             await self._catch_up(conn, catch_up)

@@ -170,14 +170,22 @@ def _log_task_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     log.error("unhandled error: %s", context.get("message"), exc_info=exc)
 
 
+def load_auth(settings: Settings) -> Auth | None:
+    """The token checker, or None once the reason it cannot be made (an unreadable key
+    file) is printed: checked by the `--workers` supervisor too, so that it is said once."""
+    try:
+        return Auth(settings)
+    except ValueError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return None
+
+
 async def _serve(settings: Settings, worker: WorkerRole | None) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_task_exception)
     log.debug("settings: %s", describe(settings))
-    try:
-        auth = Auth(settings)
-    except ValueError as exc:
-        print(f"hubbub: {exc}", file=sys.stderr)
+    auth = load_auth(settings)
+    if auth is None:
         return 1
     # Before anything opens a descriptor; logged once listening (a failed start is one line).
     files_before, files_after = raise_descriptor_limit()

@@ -2,8 +2,8 @@
 
 A stream is a hub connection like a WebSocket one: it joins the room through `Hub.join`
 (the same join boundary, replay and `since` recovery), receives what the room's fan-out
-sends, is buffered and cut off by the same slow-client policy (`framed` is False, so the
-delivery engine gives it a bounded queue and a writer), gets the server's heartbeat, and
+sends, is buffered and cut off by the same slow-client policy (`framed` is False: see
+`AutoFanout.outlet`), gets the server's heartbeat, and
 is closed on shutdown. What the events look like is `hubbub.core.sse`'s business;
 `serve_stream` is the stream's life, whatever framework carries it; the rest is the
 aiohttp adapter (`hubbub.asgi` has its own).

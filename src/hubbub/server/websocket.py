@@ -17,6 +17,7 @@ from hubbub.core.codes import CloseCode, ErrorCode
 from hubbub.core.grants import Session
 from hubbub.core.names import guest_name
 from hubbub.core.ratelimit import TokenBucket
+from hubbub.core.store import StoreError
 from hubbub.engine.fanout import HIGH_WATER, Socket
 from hubbub.engine.hub import Connection, Hub
 from hubbub.engine.tasks import spawn
@@ -154,8 +155,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         await _greet(hub, conn, settings)
         # The read loop is here rather than in a coroutine of its own, which would be one
         # more frame alive per connection (~250 bytes). `handle_text` returns before a
-        # publish is stored (publishes are pipelined, see `Connection`), so the next frame
-        # is read while up to `MAX_IN_FLIGHT` (and `MAX_IN_FLIGHT_BYTES`) are in flight.
+        # publish is stored: publishes are pipelined (see `Connection` and `MAX_IN_FLIGHT`).
         try:
             async for msg in ws:
                 socket.seen = time.monotonic()
@@ -238,6 +238,9 @@ async def _greet(hub: Hub, conn: Connection, settings: Settings) -> None:
         except p.ProtocolError as exc:  # the token does not allow reading the lobby
             log.info("connection %s: %s", conn.id, exc.reason)
             conn.outlet.socket.close_with(CloseCode.UNAUTHORIZED, exc.reason[:120])
+        except StoreError as exc:  # the broker is unreachable: it logs that once itself
+            log.debug("connection %s: lobby join refused: %s", conn.id, exc)
+            conn.outlet.socket.close_with(CloseCode.INTERNAL_ERROR, "unavailable; reconnect")
         return
     await conn.send(conn.codec.event(events.welcome(
         protocol=p.SUBPROTOCOL, server=f"hubbub/{__version__}", conn_id=conn.id,

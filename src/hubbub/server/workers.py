@@ -10,8 +10,8 @@ worker always gets it back), starts the workers, prints the `hubbub serving on` 
 every worker listens, restarts a worker that dies, and on SIGTERM or SIGINT has every worker
 close its sockets with 1001 and exits 0.
 
-Workers share rooms only through a broker (`--redis`, which `settings` requires above one
-worker); until one runs in them, `worker_store_kind` is where that choice is made.
+Workers share rooms, history and presence through the Redis broker (`--redis`, which
+`settings` requires above one worker); `--store` is then not used.
 """
 
 from __future__ import annotations
@@ -31,8 +31,15 @@ from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from hubbub.server.run import WorkerRole, configure_logging, serve, serving_lines
-from hubbub.server.settings import ConfigError, Settings
+from hubbub.server.run import (
+    WorkerRole,
+    configure_logging,
+    load_auth,
+    serve,
+    serving_lines,
+    where_data_lives,
+)
+from hubbub.server.settings import Settings
 
 log = logging.getLogger("hubbub.workers")
 
@@ -49,25 +56,6 @@ orchestrator to decide."""
 SHUTDOWN_MARGIN_S = 5.0
 """How much longer than `shutdown_timeout` the supervisor waits for workers to finish their
 shutdown (closing sockets with 1001, flushing the store) before it SIGKILLs them."""
-
-
-def worker_store_kind(settings: Settings) -> str:
-    """The message store each worker opens. The one place this is decided, so that the
-    Redis broker, which will be the store the workers share, changes only this.
-
-    Without it: N processes cannot share one SQLite file (its lock file lets one process
-    open it), so only the memory store is possible, one per worker, which shares nothing."""
-    if settings.store == "memory":
-        return "memory"
-    raise ConfigError(f"--workers {settings.workers} cannot share the sqlite store: each "
-                      "SQLite file is opened by one process; use --store memory")
-
-
-def where_worker_data_lives(settings: Settings) -> str:
-    """The start-up line that says where the workers keep messages."""
-    return (f"hubbub data: in memory, in each of the {settings.workers} workers apart (memory "
-            "store: workers do not share rooms or history, and history is lost when the "
-            "server stops)")
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -98,11 +86,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
 def supervise(settings: Settings) -> int:
     """Run `settings.workers` workers until SIGTERM or SIGINT; the exit code of `serve`."""
     configure_logging(settings)
-    try:
-        store = worker_store_kind(settings)
-    except ConfigError as exc:
-        print(f"hubbub: {exc}", file=sys.stderr)
-        return 2
+    if load_auth(settings) is None:
+        return 1
     try:
         reserved = reserve_port(settings.host, settings.port)
     except OSError as exc:
@@ -111,7 +96,7 @@ def supervise(settings: Settings) -> int:
         return 1
     with reserved:
         port = reserved.getsockname()[1]
-        worker_settings = dataclasses.replace(settings, port=port, store=store)
+        worker_settings = dataclasses.replace(settings, port=port)
         return asyncio.run(Supervisor(worker_settings).run())
 
 
@@ -169,7 +154,7 @@ class Supervisor:
             if isinstance(started, int):
                 return started
             url, hosts = started
-            print(where_worker_data_lives(self.settings), flush=True)
+            print(where_data_lives(self.settings), flush=True)
             for line in serving_lines(self.settings, url, hosts, len(self.workers)):
                 print(line, flush=True)
             keepers = [asyncio.create_task(self._keep(worker)) for worker in self.workers]
@@ -179,7 +164,7 @@ class Supervisor:
             await asyncio.gather(*keepers, return_exceptions=True)
             return 1 if self.failed else 0
         finally:
-            log.info("stopping %d workers", len(self.workers))
+            log.info("stopping the workers")
             await self._stop_all()
             log.info("stopped")
 

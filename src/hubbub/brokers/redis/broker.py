@@ -25,7 +25,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,8 +62,15 @@ MAX_QUEUED = 10_000
 With the per-connection bound (`hubbub.engine.hub.MAX_IN_FLIGHT`) this keeps a node's
 memory bounded while Redis is slow or paused."""
 
+MAX_CONNECTIONS = 32
+"""Command connections one node opens to Redis at most (plus one for publishing and one
+for pub/sub)."""
+
 MAX_BATCH = 1_000
 """Most publishes in one pipeline: one round trip's worth, small enough to time out alone."""
+
+MAX_RUN_BYTES = 256 * 1024
+"""Most bytes of message bodies in one script call, and so in one channel payload."""
 
 UNSUBSCRIBE_DELAY_S = 2.0
 """How long a node stays subscribed to a room after its last member left: a member that
@@ -105,6 +112,7 @@ class _Publish:
     draft: Draft
     then: Outcome
     keys: RoomKeys
+    body: bytes
 
 
 @dataclass(slots=True)
@@ -141,10 +149,14 @@ class RedisBroker(Broker):
 
     def _connect(self) -> aioredis.Redis:
         # hubbub owns reconnection (the sender's probe, the listener's supervisor): redis-py
-        # must fail fast instead of retrying behind its back.
-        return aioredis.Redis.from_url(
-            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+        # must fail fast instead of retrying behind its back. A bounded pool that makes a
+        # command wait for a free connection: a thousand clients joining at once must not
+        # open a thousand connections to Redis.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=self.timeout,
+            socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        return aioredis.Redis(connection_pool=pool)
 
     async def open(self) -> None:
         self._client = self._connect()
@@ -155,7 +167,7 @@ class RedisBroker(Broker):
             await self._release()
             raise StoreOpenError(f"cannot reach Redis at {_shown(self.url)}: "
                                  f"{exc or type(exc).__name__}") from exc
-        for name in ("PUBLISH", "ENSURE", "STATE", "DISCARD", "SWEEP"):
+        for name in ("PUBLISH", "STATE", "DISCARD", "SWEEP"):
             self._scripts[name] = self._client.register_script(getattr(scripts, name))
         await self.load_scripts()
         self._wake = asyncio.Event()
@@ -249,7 +261,7 @@ class RedisBroker(Broker):
         if len(self._queue) >= MAX_QUEUED:
             report(then, BrokerUnavailable(f"{MAX_QUEUED} publishes are waiting for Redis"))
             return
-        self._queue.append(_Publish(draft, then, self.keys(draft.room)))
+        self._queue.append(_Publish(draft, then, self.keys(draft.room), encode_body(draft)))
         assert self._wake is not None
         self._wake.set()
 
@@ -289,22 +301,38 @@ class RedisBroker(Broker):
             self._idle.set()
 
     async def _send(self, batch: list[_Publish | _Note]) -> None:
+        """One pipeline: each room's publishes of the batch as runs of one script call
+        (in submission order within the room; offsets are per room, and each connection
+        answers in its own order), and the presence notes."""
         assert self._sender is not None
         pipe = self._sender.pipeline(transaction=False)
-        publish = self._scripts["PUBLISH"]
-        registering: set[str] = set()  # rooms this pipeline adds to the room set
+        sha = self._scripts["PUBLISH"].sha
+        epoch = new_epoch()  # for rooms this batch starts; unique per batch is enough
+        runs: dict[str, list[_Publish]] = {}
         for item in batch:
             if isinstance(item, _Note):
                 pipe.publish(item.channel, item.payload)
-                continue
-            draft, keys = item.draft, item.keys
-            if draft.room not in self._registered and draft.room not in registering:
-                registering.add(draft.room)
-                pipe.sadd(rooms_key(self.prefix), draft.room)
-            id_key = keys.id(draft.id) if draft.dedupe else keys.meta
-            pipe.evalsha(publish.sha, 4, keys.meta, keys.log, id_key, keys.channel,
-                         new_epoch(), encode_body(draft), "1" if draft.dedupe else "0",
-                         int(DEDUPE_WINDOW_S * 1000), draft.ts)
+            else:
+                runs.setdefault(item.draft.room, []).append(item)
+        calls: list[tuple[bool, list[_Publish]]] = []  # (registers the room, its run)
+        for room, items in runs.items():
+            registers = room not in self._registered
+            if registers:
+                pipe.sadd(rooms_key(self.prefix), room)
+            for run in _runs(items):
+                keys = run[0].keys
+                key_list = [keys.meta, keys.log, keys.channel]
+                args: list[Any] = [epoch, int(DEDUPE_WINDOW_S * 1000)]
+                for item in run:
+                    draft = item.draft
+                    if draft.dedupe:
+                        key_list.append(keys.id(draft.id))
+                        args += (item.body, len(key_list), draft.ts)
+                    else:
+                        args += (item.body, 0, draft.ts)
+                pipe.evalsha(sha, len(key_list), *key_list, *args)
+                calls.append((registers, run))
+                registers = False
         try:
             results = await asyncio.wait_for(pipe.execute(raise_on_error=False), self.timeout)
         except BaseException:
@@ -312,34 +340,32 @@ class RedisBroker(Broker):
             await self._sender.connection_pool.disconnect()
             raise
         if any(isinstance(answer, NoScriptError) for answer in results):
-            # Redis restarted and forgot its scripts: nothing of this pipeline's publishes
-            # ran (each failed before its first command). Load them, then send it again.
+            # Redis restarted and forgot its scripts: no publish of this pipeline ran (each
+            # call failed before its first command). Load them, then send it again.
             await self.load_scripts()
             return await self._send(batch)
-        answers = iter(results)
-        for item in batch:
-            if isinstance(item, _Note):
+        answers = iter(results[len(results) - sum(1 + registers for registers, _ in calls):])
+        for registers, run in calls:
+            if registers:
                 next(answers)
-                continue
-            draft = item.draft
-            if draft.room in registering:
-                registering.discard(draft.room)
-                next(answers)
-                self._registered.add(draft.room)
+                self._registered.add(run[0].draft.room)
             answer = next(answers)
             if isinstance(answer, Exception):
-                log.error("the publish script failed in %r: %s", draft.room, answer)
-                report(item.then, StoreError(f"Redis refused the publish: {answer}"))
+                log.error("the publish script failed in %r: %s", run[0].draft.room, answer)
+                for item in run:
+                    report(item.then, StoreError(f"Redis refused the publish: {answer}"))
                 continue
-            offset, epoch, duplicate, ts = answer
-            epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-            message = Message.from_draft(draft, offset=int(offset), epoch=epoch)
-            if int(duplicate):
-                message = Message(room=draft.room, offset=int(offset), epoch=epoch,
-                                  id=draft.id, nick=draft.nick, sender=draft.sender,
-                                  text=draft.text, data=draft.data, ts=int(ts),
-                                  duplicate=True)
-            report(item.then, message)
+            epoch = answer[0].decode()
+            for item, (offset, duplicate, ts) in zip(run, answer[1], strict=True):
+                draft = item.draft
+                if duplicate:
+                    message = Message(room=draft.room, offset=offset, epoch=epoch,
+                                      id=draft.id, nick=draft.nick, sender=draft.sender,
+                                      text=draft.text, data=draft.data, ts=int(ts),
+                                      duplicate=True)
+                else:
+                    message = Message.from_draft(draft, offset=offset, epoch=epoch)
+                report(item.then, message)
 
     def _refuse_all(self, reason: str) -> None:
         queued, self._queue = self._queue, []
@@ -436,21 +462,26 @@ class RedisBroker(Broker):
                 self._node.presence_changed(found.name, note["p"], note["member"],
                                             note.get("old_nick"))
             return
-        message = message_of(found.name, note["o"], note["e"], note["m"])
+        first, epoch, bodies = note["o"], note["e"], note["m"]
+        last = first + len(bodies) - 1
         if found.status is Sync.LIVE:
-            if message.epoch == found.epoch:
-                if message.offset == found.offset + 1:
-                    found.offset = message.offset
-                    self._deliver((message,))
-                    return
-                if message.offset <= found.offset:
+            if epoch == found.epoch:
+                if last <= found.offset:
                     return  # delivered already
+                if first <= found.offset + 1:
+                    skip = found.offset + 1 - first
+                    name = found.name
+                    found.offset = last
+                    self._deliver([message_of(name, first + i, epoch, body)
+                                   for i, body in enumerate(bodies) if i >= skip])
+                    return
             found.status = Sync.SYNCING
             self._start_sync(found)
         if len(found.buffer) >= BUFFER_MAX:
             found.buffer.clear()  # the Stream has them: the sync reads them from there
             self._start_sync(found)
-        found.buffer.append(message)
+        found.buffer.extend(message_of(found.name, first + i, epoch, body)
+                            for i, body in enumerate(bodies))
 
     def _deliver(self, messages: Sequence[Message]) -> None:
         node = self._node
@@ -489,10 +520,9 @@ class RedisBroker(Broker):
         not (reading the Stream once for the room), then what arrived meanwhile; go live
         with no await between the last check and the switch."""
         keys = found.keys
-        raw = await self.call(self.script("ENSURE")(keys=[keys.meta, keys.log],
-                                                    args=[new_epoch()]))
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        top = int(raw[1])
+        state = await self._stored_state(keys, create=True)
+        assert state is not None
+        epoch, top = state.epoch, state.offset
         if found.epoch is None:
             found.epoch, found.offset = epoch, top  # first sync: history is the hub's
         elif epoch != found.epoch:
@@ -500,7 +530,7 @@ class RedisBroker(Broker):
             found.buffer = [m for m in found.buffer if m.epoch == epoch]
             if self._node is not None:
                 try:
-                    self._node.reset(found.name, RoomState(epoch, 0, int(raw[2])))
+                    self._node.reset(found.name, RoomState(epoch, 0, state.first_offset))
                 except Exception:
                     log.exception("the node failed on a reset of %r", found.name)
         while True:
@@ -531,10 +561,10 @@ class RedisBroker(Broker):
                 return
             # A gap remains (or more arrived): read what Redis has now, and go on.
             found.buffer = fresh + found.buffer
-            raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log]))
-            if raw is None or (raw[0].decode() if isinstance(raw[0], bytes) else raw[0]) != epoch:
+            now = await self._stored_state(keys, create=False)
+            if now is None or now.epoch != epoch:
                 return await self._sync(found)  # the epoch changed again meanwhile
-            top = int(raw[1])
+            top = now.offset
 
     async def _range(self, room: str, epoch: str, first: int, last: int,
                      limit: int) -> list[Message]:
@@ -544,12 +574,17 @@ class RedisBroker(Broker):
 
     # --- state and history -------------------------------------------------------------
 
-    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
-        keys = self.keys(room)
-        name = "ENSURE" if create else "STATE"
-        args = [new_epoch()] if create else []
-        raw = await self.call(self.script(name)(keys=[keys.meta, keys.log], args=args))
+    async def _stored_state(self, keys: RoomKeys, *, create: bool) -> RoomState | None:
+        """The room's state as Redis holds it (`scripts.STATE`)."""
+        raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log],
+                                                   args=[new_epoch() if create else ""]))
         if raw is None:
+            return None
+        return RoomState(raw[0].decode(), int(raw[1]), int(raw[2]))
+
+    async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
+        stored = await self._stored_state(self.keys(room), create=create)
+        if stored is None:
             return None
         if create and room not in self._registered:
             await self.call(self.client.sadd(rooms_key(self.prefix), room))
@@ -557,18 +592,17 @@ class RedisBroker(Broker):
         found = self._rooms.get(room)
         if found is not None and found.status is Sync.LIVE and found.epoch is not None:
             # Subscribed: as of what this node was handed (the broker contract).
-            return RoomState(found.epoch, found.offset, min(int(raw[2]), found.offset + 1))
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        return RoomState(epoch, int(raw[1]), int(raw[2]))
+            return RoomState(found.epoch, found.offset,
+                             min(stored.first_offset, found.offset + 1))
+        return stored
 
     async def read(self, room: str, *, after: int | None = None, before: int | None = None,
                    limit: int) -> HistoryPage | None:
         keys = self.keys(room)
-        raw = await self.call(self.script("STATE")(keys=[keys.meta, keys.log]))
-        if raw is None:
+        state = await self._stored_state(keys, create=False)
+        if state is None:
             return None
-        epoch = raw[0].decode() if isinstance(raw[0], bytes) else raw[0]
-        state = RoomState(epoch, int(raw[1]), int(raw[2]))
+        epoch = state.epoch
         low = 1 if after is None else after + 1
         high = state.offset if before is None else min(before - 1, state.offset)
         if high < low:
@@ -622,6 +656,22 @@ class RedisBroker(Broker):
     def subscribed(self) -> list[str]:
         """Rooms this node is subscribed to (the presence sweeper's)."""
         return list(self._rooms)
+
+
+def _runs(items: list[_Publish]) -> Iterator[list[_Publish]]:
+    """A room's publishes cut into runs of at most `MAX_RUN_BYTES` of bodies (one message
+    alone may be larger): each run is one script call and one channel payload, which
+    Redis's pub/sub output buffer limit must take."""
+    run: list[_Publish] = []
+    size = 0
+    for item in items:
+        if run and size + len(item.body) > MAX_RUN_BYTES:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += len(item.body)
+    if run:
+        yield run
 
 
 def _entry(room: str, epoch: str, entry: tuple[bytes, dict[bytes, bytes]]) -> Message:

@@ -170,6 +170,11 @@ class Listener:
             if kind == "message":
                 if channel != self._probe_channel:
                     self._on_message(channel, message["data"])
+            elif kind == "unsubscribe" and channel in self._wanted:
+                # An unsubscription that crossed a new subscription of the same channel (a
+                # room left and joined again within a round trip): whichever Redis ran
+                # last, a restart subscribes it again and the resync fills what it missed.
+                raise ListenerStalled(f"{channel} was unsubscribed while wanted")
             elif kind == "subscribe":
                 waiting.discard(channel)
                 confirmed = self._confirmations.get(channel)

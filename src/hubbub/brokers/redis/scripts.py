@@ -7,38 +7,61 @@ Redis Cluster could run them.
 from __future__ import annotations
 
 PUBLISH = """
--- KEYS: meta, log, id key (or meta again when the publisher chose no id), channel
--- ARGV: epoch for a new room, message body (JSON), dedupe ("1"/"0"), window in ms, ts
+-- KEYS: meta, log, channel, then the id keys of the messages whose publisher chose an id
+-- ARGV: epoch for a new room, dedupe window in ms, then per message: body (JSON), index of
+--       its id key in KEYS (0: none), ts
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
 end
-if ARGV[3] == '1' then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then
-    local offset, seen_epoch, ts = string.match(seen, '^(%d+) (%S+) (%d+)$')
-    if seen_epoch == epoch then
-      return {tonumber(offset), epoch, 1, ts}
+local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
+local first = top + 1
+local bodies = {}
+local answers = {}
+for i = 3, #ARGV, 3 do
+  local body, id_key, ts = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local answer = nil
+  if id_key > 0 then
+    local seen = redis.call('GET', KEYS[id_key])
+    if seen then
+      local offset, seen_epoch, seen_ts = string.match(seen, '^(%d+) (%S+) (%d+)$')
+      if seen_epoch == epoch then
+        answer = {tonumber(offset), 1, seen_ts}
+      end
     end
   end
+  if not answer then
+    top = top + 1
+    redis.call('XADD', KEYS[2], '0-' .. top, 'm', body)
+    if id_key > 0 then
+      redis.call('SET', KEYS[id_key], top .. ' ' .. epoch .. ' ' .. ts, 'PX', ARGV[2])
+    end
+    bodies[#bodies + 1] = body
+    answer = {top, 0, ts}
+  end
+  answers[#answers + 1] = answer
 end
-local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
-redis.call('XADD', KEYS[2], '0-' .. top, 'm', ARGV[2])
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[3], top .. ' ' .. epoch .. ' ' .. ARGV[5], 'PX', ARGV[4])
+if #bodies > 0 then
+  redis.call('HSET', KEYS[1], 'top', top)
+  redis.call('PUBLISH', KEYS[3], '{"o":' .. first .. ',"e":"' .. epoch .. '","m":['
+             .. table.concat(bodies, ',') .. ']}')
 end
-redis.call('PUBLISH', KEYS[4], '{"o":' .. top .. ',"e":"' .. epoch .. '","m":' .. ARGV[2] .. '}')
-return {top, epoch, 0, ''}
+return {epoch, answers}
 """
-"""Idempotency check -> epoch -> next offset -> XADD -> PUBLISH, in one step: a message is
-stored and announced at once or not at all. Returns {offset, epoch, duplicate, ts}: for a
-duplicate, the original's place and time."""
+"""Publish a run of one room's messages in one step, each: idempotency check on its id ->
+epoch -> next offset -> XADD; then one PUBLISH that carries the run (its first offset, the
+epoch and the bodies), so that a node reads a busy room's messages a run at a time, not one
+by one. A message is stored and announced with its run or not at all. Returns {epoch,
+{{offset, duplicate, ts}, ...}}: for a duplicate, the original's place and time."""
 
-ENSURE = """
--- KEYS: meta, log; ARGV: epoch for a new room
+STATE = """
+-- KEYS: meta, log; ARGV: epoch to start the room with if Redis does not know it, or ""
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
+  if ARGV[1] == '' then
+    return false
+  end
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
 end
@@ -50,24 +73,8 @@ if #first > 0 then
 end
 return {epoch, top, first_offset}
 """
-"""A room's state, starting the room (a new epoch, no message) if Redis does not know it:
-{epoch, top, first offset}."""
-
-STATE = """
--- KEYS: meta, log
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  return false
-end
-local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local first_offset = top + 1
-if #first > 0 then
-  first_offset = tonumber(string.match(first[1][1], '^0%-(%d+)$'))
-end
-return {epoch, top, first_offset}
-"""
-"""A room's state, or nil for a room Redis does not know."""
+"""A room's state: {epoch, top, first offset}. A room Redis does not know is nil, or is
+started (a new epoch, no message) when an epoch is given."""
 
 DISCARD = """
 -- KEYS: meta, members; ARGV: rooms key, room

@@ -31,7 +31,7 @@ POINT_KEYS = {
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hubbub.bench", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hubbub.loadgen", *args], capture_output=True,
                           text=True, timeout=60)
 
 
@@ -158,7 +158,7 @@ def test_compare_runs_every_strategy_and_the_baselines() -> None:
 
 def test_sigterm_stops_the_bench_and_the_server_it_started() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hubbub.bench", "--server", "note", "--subscribers", "5",
+        [sys.executable, "-m", "hubbub.loadgen", "--server", "note", "--subscribers", "5",
          "--rate", "10", "--duration", "60", "--warmup", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from hubbub.bench.results import TargetResult
+from hubbub.loadgen.results import TargetResult
 
 JSON_VERSION = 1
 

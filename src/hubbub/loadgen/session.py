@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from hubbub.bench.errors import BenchError, Unreachable
-from hubbub.bench.report import as_json, print_results
-from hubbub.bench.results import TargetResult
-from hubbub.bench.runner import Config, TargetRun, WorkerPool, generator_cores
-from hubbub.bench.targets import (
+from hubbub.loadgen.errors import BenchError, Unreachable
+from hubbub.loadgen.report import as_json, print_results
+from hubbub.loadgen.results import TargetResult
+from hubbub.loadgen.runner import Config, TargetRun, WorkerPool, generator_cores
+from hubbub.loadgen.targets import (
     STRATEGIES,
     Target,
     command_target,
@@ -26,9 +26,9 @@ from hubbub.bench.targets import (
     pinning_cpus,
     websockets_target,
 )
-from hubbub.bench.worker import raise_nofile_limit
+from hubbub.loadgen.worker import raise_nofile_limit
 
-log = logging.getLogger("hubbub.bench")
+log = logging.getLogger("hubbub.loadgen")
 
 
 def _targets(args: argparse.Namespace) -> list[Target]:
@@ -169,7 +169,7 @@ def _output(args: argparse.Namespace, results: list[TargetResult], config: Confi
     else:
         print_results(results, budget, sys.stdout)
     if args.plot is not None and any(r.points for r in results):
-        from hubbub.bench.plot import plot
+        from hubbub.loadgen.plot import plot
 
         subs = f"{config.subscribers:,} subscribers, {config.size}-byte messages"
         plot(results, args.plot, f"fan-out: {subs}", budget)

@@ -27,12 +27,12 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
-from hubbub.bench.client import BenchClient, connect
-from hubbub.bench.endpoint import Endpoint
-from hubbub.bench.errors import BenchError
-from hubbub.bench.tally import Tally
+from hubbub.loadgen.client import BenchClient, connect
+from hubbub.loadgen.endpoint import Endpoint
+from hubbub.loadgen.errors import BenchError
+from hubbub.loadgen.tally import Tally
 
-log = logging.getLogger("hubbub.bench.worker")
+log = logging.getLogger("hubbub.loadgen.worker")
 
 MAX_ERRORS = 5
 

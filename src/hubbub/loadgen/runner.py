@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import psutil
 
-from hubbub.bench.endpoint import Endpoint
-from hubbub.bench.errors import BenchError
-from hubbub.bench.publisher import Publisher
-from hubbub.bench.results import GENERATOR_BUSY, Idle, Latency, Point, Stalled, TargetResult
-from hubbub.bench.targets import ServerProcess, Target, cpu_seconds
-from hubbub.bench.worker import worker_main
+from hubbub.loadgen.endpoint import Endpoint
+from hubbub.loadgen.errors import BenchError
+from hubbub.loadgen.publisher import Publisher
+from hubbub.loadgen.results import GENERATOR_BUSY, Idle, Latency, Point, Stalled, TargetResult
+from hubbub.loadgen.targets import ServerProcess, Target, cpu_seconds
+from hubbub.loadgen.worker import worker_main
 
-log = logging.getLogger("hubbub.bench")
+log = logging.getLogger("hubbub.loadgen")
 
 CONNECT_CONCURRENCY = 128
 """Handshakes in flight at once over all workers: below common listen backlogs (aiohttp's

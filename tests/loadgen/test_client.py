@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from hubbub.bench import payload
-from hubbub.bench.client import GUID, connect, time_ns
-from hubbub.bench.endpoint import Endpoint
-from hubbub.bench.errors import BenchError
-from hubbub.bench.tally import Tally
+from hubbub.loadgen import payload
+from hubbub.loadgen.client import GUID, connect, time_ns
+from hubbub.loadgen.endpoint import Endpoint
+from hubbub.loadgen.errors import BenchError
+from hubbub.loadgen.tally import Tally
 
 
 def frame(data: bytes, opcode: int = 0x1, fin: bool = True, masked: bool = False) -> bytes:

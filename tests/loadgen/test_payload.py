@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.bench import payload
+from hubbub.loadgen import payload
 
 
 @given(seq=st.integers(0, 10**10 - 1), sent=st.integers(0, 10**19 - 1),

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import aiohttp
 import numpy as np
 
-from hubbub.bench import payload
-from hubbub.bench.client import time_ns
-from hubbub.bench.errors import BenchError, Unreachable
+from hubbub.loadgen import payload
+from hubbub.loadgen.client import time_ns
+from hubbub.loadgen.errors import BenchError, Unreachable
 
-log = logging.getLogger("hubbub.bench.publisher")
+log = logging.getLogger("hubbub.loadgen.publisher")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from hubbub.bench.errors import BenchError
+from hubbub.loadgen.errors import BenchError
 
 STRATEGIES = ("sequential", "concurrent", "queued", "auto")
 SERVER_CPU = 0

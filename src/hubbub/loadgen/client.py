@@ -24,12 +24,12 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from hubbub.bench import payload
-from hubbub.bench.endpoint import Endpoint
-from hubbub.bench.errors import BenchError
-from hubbub.bench.tally import Tally
+from hubbub.loadgen import payload
+from hubbub.loadgen.endpoint import Endpoint
+from hubbub.loadgen.errors import BenchError
+from hubbub.loadgen.tally import Tally
 
-log = logging.getLogger("hubbub.bench.client")
+log = logging.getLogger("hubbub.loadgen.client")
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HANDSHAKE = 64 * 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubbub.bench.results import TargetResult
+from hubbub.loadgen.results import TargetResult
 
 
 def plot(results: list[TargetResult], path: Path, title: str,

@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from hubbub.bench import payload
-from hubbub.bench.endpoint import Endpoint
+from hubbub.loadgen import payload
+from hubbub.loadgen.endpoint import Endpoint
 from hubbub.server.settings import FANOUT_STRATEGIES, setting, show_default
 
 MAX_RATE = 1_000_000.0
@@ -130,6 +130,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hubbub.bench.session import execute
+    from hubbub.loadgen.session import execute
 
     return execute(args)

@@ -1,4 +1,4 @@
-"""`hubbub.bench.acks`: its flags refuse bad values, and a tiny real run produces numbers."""
+"""`hubbub.loadgen.acks`: its flags refuse bad values, and a tiny real run produces numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-BENCH = [sys.executable, "-m", "hubbub.bench.acks"]
+BENCH = [sys.executable, "-m", "hubbub.loadgen.acks"]
 
 
 @pytest.mark.parametrize("args", [

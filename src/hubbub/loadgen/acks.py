@@ -37,8 +37,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from hubbub.bench.errors import BenchError
-from hubbub.bench.targets import ServerProcess, Target
+from hubbub.loadgen.errors import BenchError
+from hubbub.loadgen.targets import ServerProcess, Target
 from hubbub.server.settings import setting, show_default
 
 PROTOCOL = "hubbub.v1"
@@ -402,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
 def _command_line() -> str:
     """How this run was started, as a user would type it again."""
     if sys.argv[0].endswith("acks.py"):
-        words = ["python", "-m", "hubbub.bench.acks", *sys.argv[1:]]
+        words = ["python", "-m", "hubbub.loadgen.acks", *sys.argv[1:]]
     else:
         words = ["hubbub", *sys.argv[1:]]
     return shlex.join(words)
@@ -438,7 +438,7 @@ def _table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hubbub.bench.acks",
+    parser = argparse.ArgumentParser(prog="python -m hubbub.loadgen.acks",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""`python -m hubbub.bench` refuses bad flags with exit code 2 and one clear line."""
+"""`python -m hubbub.loadgen` refuses bad flags with exit code 2 and one clear line."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from hubbub.bench.__main__ import main
+from hubbub.loadgen.__main__ import main
 from support.server import free_port
 
 
 def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hubbub.bench", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hubbub.loadgen", *args], capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -1,6 +1,0 @@
-"""`hubbub bench`: a fan-out load generator for any WebSocket server that relays text.
-
-One publisher sends fixed-size text frames at a fixed rate; N subscribers, spread over
-worker processes, receive every relayed frame and measure delivery ratio and latency. See
-`docs/performance.md` for how to run it and what the numbers mean.
-"""
