@@ -188,3 +188,10 @@ def redis_is_up(url: str, timeout: float = 2.0) -> None:
 
 RedisFactory = Callable[..., RedisProcess]
 """The `private_redis` fixture: `private_redis()` or `private_redis(persistent=False)`."""
+
+
+def forget_prefix(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (a test's, on a shared Redis); how many there were."""
+    with redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        return int(client.delete(*keys)) if keys else 0
