@@ -103,3 +103,15 @@ async def test_api_key(start_server: ServerFactory) -> None:
     code, out, err = await hubbub("publish", server.url, "lobby", "hi",
                                   env={"HUBBUB_API_KEY": "sekrit-key-1"})
     assert code == 0 and "offset 2" in out, err
+
+
+async def test_id_makes_a_rerun_a_duplicate(shared_server: ServerProcess) -> None:
+    args = ("publish", shared_server.url, "cron", "nightly done", "--id", "nightly-2026-12-02")
+    code, first, err = await hubbub(*args)
+    assert code == 0, err
+    assert first.startswith("published to cron at offset ") and "(id nightly-2026-12-02," in first
+    code, again, err = await hubbub(*args)
+    assert code == 0, err
+    assert again == first.rstrip("\n") + "; already published, nothing new stored\n"
+    code, out, err = await hubbub("publish", shared_server.url, "cron", "x", "--id", "a b")
+    assert_one_line_failure(code, out, err, "bad message id 'a b': id must be 1 to 64")

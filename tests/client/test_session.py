@@ -479,3 +479,77 @@ def test_filter_keeps_exactly_what_is_after_the_position(
             position = (epoch, offset)
     assert accepted == expected
     assert session.position("a") == Position(position[1], position[0])
+
+
+# -- idempotent publish and reset (docs/protocol.md) ------------------------------------
+
+
+def reset(room: str, offset: int, epoch: str) -> bytes:
+    return frame({"type": "reset", "room": room, "epoch": epoch, "offset": offset,
+                  "reason": "epoch_changed"})
+
+
+def test_reset_moves_the_position_to_the_new_epoch_and_tells_the_user() -> None:
+    session = welcomed()
+    join(session, ("a", 7, "e1"), ("b", 2, "e1"))
+    [event] = session.receive(reset("a", 3, "e2")).events
+    assert event == hubbub.client.Reset("a", "e2", 3, "epoch_changed")
+    assert session.position("a") == Position(3, "e2")
+    assert session.position("b") == Position(2, "e1")  # other rooms keep theirs
+    # The old epoch's dedupe is gone: the new epoch's messages after the event's offset
+    # are accepted even though their offsets are below the old position; those at or
+    # below it (the new epoch had them before the event) are not delivered twice.
+    texts = [session.receive(message("a", offset, epoch="e2")).events
+             for offset in (2, 3, 4, 5)]
+    assert [[e.offset for e in events if isinstance(e, Message)] for events in texts] == [
+        [], [], [4], [5]]
+    assert session.rejoin_request() == wire.rejoin_request([("a", 5, "e2"), ("b", 2, "e1")])
+
+
+def test_reset_of_a_room_not_joined_is_ignored_and_a_broken_one_breaks_the_session() -> None:
+    session = welcomed()
+    join(session, ("a", 1, "e1"))
+    assert session.receive(reset("other", 0, "e2")) == Output()
+    assert session.position("a") == Position(1, "e1")
+    with pytest.raises(ProtocolViolation, match="'epoch'"):
+        session.receive(frame({"type": "reset", "room": "a", "offset": 0}))
+
+
+def test_an_ack_says_whether_it_answered_a_duplicate() -> None:
+    session = welcomed()
+    join(session, ("a", 0, "e1"))
+    acks = []
+    for duplicate in (None, True, False):
+        ref, text = session.send(wire.publish_request("a", "hi", None, "order-1"), "p")
+        assert orjson.loads(text) == {"type": "publish", "room": "a", "text": "hi",
+                                      "id": "order-1", "ref": ref}
+        body: dict[str, Any] = {"type": "ack", "ref": ref, "room": "a", "id": "order-1",
+                                "offset": 1, "epoch": "e1", "ts": 5}
+        if duplicate is not None:
+            body["duplicate"] = duplicate
+        out = session.receive(frame(body))
+        assert out.resolved is not None
+        acks.append(out.resolved.result)
+    assert [ack.duplicate for ack in acks] == [False, True, False]
+    assert acks[0] == hubbub.client.Ack("a", "order-1", 1, "e1", 5)
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "é", "a/b", 7, ["a"]])
+def test_a_message_id_the_server_would_refuse_fails_before_sending(bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"bad message id .*1 to 64 characters"):
+        wire.message_id(bad)
+    assert wire.message_id(None) is None
+    assert wire.message_id("A-z_09" + "x" * 58) == "A-z_09" + "x" * 58
+
+
+def test_retry_after_comes_from_the_error_or_from_elsewhere() -> None:
+    unavailable = {"type": "error", "code": "unavailable", "reason": "broker down",
+                   "retry_after": 1000}
+    assert wire.error(unavailable).retry_after == 1000
+    assert wire.error({**unavailable, "retry_after": None}, retry_after=3000).retry_after == 3000
+    assert wire.error({**unavailable, "retry_after": True}).retry_after is None
+    session = welcomed()
+    ref, _ = session.send(wire.publish_request("a", "hi", None), "p")
+    out = session.receive(frame({**unavailable, "ref": ref}))
+    assert out.resolved is not None and isinstance(out.resolved.error, HubbubError)
+    assert (out.resolved.error.code, out.resolved.error.retry_after) == ("unavailable", 1000)

@@ -31,6 +31,7 @@ from hubbub.client.events import (
     Reconnected,
     Reconnecting,
     RecoveryFailed,
+    Reset,
     RoomInfo,
 )
 from hubbub.client.policy import ReconnectPolicy
@@ -54,6 +55,7 @@ __all__ = [
     "Reconnecting",
     "RecoveryFailed",
     "RequestTimeout",
+    "Reset",
     "RoomInfo",
     "connect",
 ]

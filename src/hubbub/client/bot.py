@@ -40,6 +40,7 @@ from hubbub.client.events import (
     Reconnected,
     Reconnecting,
     RecoveryFailed,
+    Reset,
 )
 from hubbub.client.policy import ReconnectPolicy
 
@@ -244,6 +245,11 @@ class Bot:
                 log.info("%s", event)
             elif isinstance(event, RecoveryFailed):
                 log.warning("could not recover %s (%s): messages may be missing",
+                            event.room, event.reason)
+            elif isinstance(event, Reset):
+                # Handlers see only messages, as they come; the bot goes on with the new
+                # epoch's, and what it missed is gone with the old one.
+                log.warning("the history of %s was reset on the server (%s)",
                             event.room, event.reason)
 
     async def _dispatch(self, client: Client, message: Message) -> None:

@@ -33,6 +33,7 @@ from hubbub.client.events import (
     Reconnected,
     Reconnecting,
     RecoveryFailed,
+    Reset,
 )
 
 HELP = """\
@@ -130,6 +131,8 @@ def render(event: Event) -> str:
         case RecoveryFailed(room=room, reason=reason):
             return (f"* could not recover {room} ({reason}): messages may be missing; "
                     "/history reloads it")
+        case Reset(room=room):
+            return f"* the history of {room} was reset on the server; /history reloads it"
 
 
 class ChatApp:
@@ -158,6 +161,10 @@ class ChatApp:
     def show(self, event: Event) -> None:
         """Print one event from the connection, each message once and in its room's order."""
         if not isinstance(event, Message):
+            if isinstance(event, Reset):
+                # Offsets start again in the new epoch: what was shown says nothing of them.
+                self._shown.pop(event.room, None)
+                self._acked = {key for key in self._acked if key[0] != event.room}
             say(render(event))
             return
         held = self._loading.get(event.room)

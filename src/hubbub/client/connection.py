@@ -46,10 +46,16 @@ from hubbub.client.events import (
 from hubbub.client.handshake import FINAL_STATUSES, Handshake, ws_url
 from hubbub.client.policy import ReconnectPolicy, describe_close, should_reconnect
 from hubbub.client.session import Output, Resolution, Session
+from hubbub.core.broker import DEDUPE_WINDOW_S
 
 log = logging.getLogger("hubbub.client")
 
 Waiter = asyncio.Future[Any]
+
+RESEND_WINDOW_S = DEDUPE_WINDOW_S
+"""How long after its first send a publish with an id may be sent again: the server
+remembers an id this long (`docs/protocol.md`, "Idempotent publish"), so a resend within it
+is answered as a duplicate if the first one was stored, and never stored twice."""
 
 
 class Client:
@@ -214,14 +220,39 @@ class Client:
     async def leave(self, room: str, *more: str) -> None:
         await self._request(wire.leave_request((room, *more)))
 
-    async def send(self, room: str, text: str | None = None, data: Any = None) -> Ack:
+    async def send(self, room: str, text: str | None = None, data: Any = None, *,
+                   id: str | None = None) -> Ack:
         """Publish to a joined room; returns once the server has stored the message.
 
-        If the connection drops before the ack, raises `ConnectionLost`: the message may or
-        may not have been stored, and the client does not guess by re-sending it.
+        `id` (1-64 characters of `A-Z a-z 0-9 _ -`, `ValueError` otherwise) makes the
+        publish idempotent: the server stores a given id once per room within its window
+        (5 minutes), and answers a repeat with the original's ack (`Ack.duplicate`). So with
+        an `id`, if the connection drops before the ack, the client sends the publish again,
+        with the same id, once it has reconnected and rejoined (for as long as reconnection
+        goes on and the window lasts): it is stored exactly once. Without an `id`, a drop
+        before the ack raises `ConnectionLost`: the message may or may not have been stored,
+        and the client does not guess by re-sending it.
         """
-        result: Ack = await self._request(wire.publish_request(room, text, data))
-        return result
+        request = wire.publish_request(room, text, data, wire.message_id(id))
+        if id is None:
+            result: Ack = await self._request(request)
+            return result
+        loop = asyncio.get_running_loop()
+        # Past the server's window a resend could be stored a second time.
+        give_up = loop.time() + RESEND_WINDOW_S
+        while True:
+            try:
+                result = await self._request(request)
+                return result
+            except ConnectionLost:
+                # Only a drop the client saw and is recovering from: then `_connected` was
+                # cleared before the publish was failed (`_read_loop`), and the next try
+                # waits for the reconnection (at most `reconnect_wait`).
+                if (self._policy is None or self._closing or self._terminal is not None
+                        or self._connected.is_set() or loop.time() >= give_up):
+                    raise
+                log.info("hubbub: publish %s to %s not acknowledged before the connection "
+                         "dropped; sending it again after reconnecting", id, room)
 
     async def history(
         self,
@@ -475,6 +506,9 @@ class Client:
                     code = ws.close_code
                     return None if code == 1006 else code
         finally:
+            # Not connected from now on, before any request in flight is failed: whoever
+            # retries one (`send` with an id) must wait for the next connection.
+            self._connected.clear()
             lost = ConnectionLost(
                 f"connection lost before the server answered ({describe_close(ws.close_code)})",
                 close_code=ws.close_code,

@@ -29,7 +29,9 @@ class HubbubError(ClientError):
     """The server refused a request; `code` is the protocol's error code (`docs/protocol.md`).
 
     `code` is a plain string rather than `ErrorCode` so that codes added by newer servers
-    still arrive intact. `retry_after` (milliseconds) is set for `rate_limited`.
+    still arrive intact. `retry_after` (milliseconds) says when to try again: set for
+    `rate_limited` and `unavailable` (the server's message broker or store cannot take the
+    publish now; nothing was stored), over WebSocket and HTTP alike (HTTP's `Retry-After`).
     """
 
     def __init__(self, code: str, reason: str, *, retry_after: int | None = None) -> None:

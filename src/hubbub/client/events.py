@@ -46,13 +46,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The server's confirmation that a published message is stored."""
+    """The server's confirmation that a published message is stored. `duplicate` is true
+    when a publish carried an `id` the room already held (a retry): nothing new was stored,
+    and the ack is the original message's (same `id`, `offset`, `epoch` and `ts`)."""
 
     room: str
     id: str
     offset: int
     epoch: str
     ts: int
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,4 +134,18 @@ class RecoveryFailed:
     reason: str
 
 
-Event = Message | PresenceEvent | Disconnected | Reconnecting | Reconnected | RecoveryFailed
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The server lost `room`'s history under this client (its broker lost the room's data;
+    `reason` is `epoch_changed`). The room goes on from `epoch` and `offset`: later messages
+    arrive live as usual, and what came before is gone (`history()` shows what the new
+    epoch holds). Nothing the client held for the room is trustworthy any more."""
+
+    room: str
+    epoch: str
+    offset: int
+    reason: str
+
+
+Event = (Message | PresenceEvent | Disconnected | Reconnecting | Reconnected | RecoveryFailed
+         | Reset)

@@ -41,19 +41,26 @@ async def publish(
     *,
     sender_name: str | None = None,
     api_key: str | None = None,
+    id: str | None = None,
     request_timeout: float = 10.0,
     session: aiohttp.ClientSession | None = None,
 ) -> Ack:
     """Publish one message over HTTP; returns the server's ack.
 
-    Raises `HubbubError` (the server's `code`/`reason`, e.g. `unauthorized`), `ConnectionFailed`
-    (bad URL, unreachable, no answer within `request_timeout`), `ProtocolViolation` (an answer that
-    is not hubbub's), or `ValueError` for a room name the server would refuse anyway.
+    `id` (1-64 characters of `A-Z a-z 0-9 _ -`) makes the publish idempotent: calling again
+    with the same id within the server's window (5 minutes), after a failure whose outcome
+    is unknown, stores the message at most once; the repeat's ack has `duplicate` set.
+
+    Raises `HubbubError` (the server's `code`/`reason`, e.g. `unauthorized`; `retry_after`
+    in ms from `Retry-After` for `unavailable` and `rate_limited`), `ConnectionFailed` (bad
+    URL, unreachable, no answer within `request_timeout`), `ProtocolViolation` (an answer
+    that is not hubbub's), or `ValueError` for a room name or id the server would refuse.
     """
     if not is_valid_room(room):
         raise ValueError(f"bad room name {room!r}: {ROOM_RULE}")
     if text is None and data is None:
         raise ValueError("a message needs text or data")
+    wire.message_id(id)
     base = http_base(url)
     endpoint = base / "api" / "rooms" / room / "messages"
     body: dict[str, Any] = {}
@@ -63,6 +70,8 @@ async def publish(
         body["data"] = data
     if sender_name is not None:
         body["from"] = sender_name
+    if id is not None:
+        body["id"] = id
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -73,6 +82,7 @@ async def publish(
             async with http.post(endpoint, data=orjson.dumps(body), headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
+                retry_after = _retry_after_ms(resp.headers.get("Retry-After"))
     except aiohttp.ClientConnectorError as exc:
         raise unreachable(base, exc) from exc
     except TimeoutError:
@@ -82,19 +92,28 @@ async def publish(
     finally:
         if owned:
             await http.close()
-    return _answer(status, raw, endpoint)
+    return _answer(status, raw, endpoint, retry_after)
 
 
-def _answer(status: int, raw: bytes, endpoint: yarl.URL) -> Ack:
+def _retry_after_ms(header: str | None) -> int | None:
+    """`Retry-After` in milliseconds, as `HubbubError.retry_after` has it over WebSocket;
+    None when absent or not a number of seconds (hubbub never sends an HTTP date)."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header) * 1000
+
+
+def _answer(status: int, raw: bytes, endpoint: yarl.URL, retry_after: int | None) -> Ack:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         obj = None
     if status >= 400:
         if isinstance(obj, dict) and isinstance(obj.get("code"), str):
-            raise wire.error(obj)
+            raise wire.error(obj, retry_after=retry_after)
         snippet = raw[:200].decode("utf-8", "replace").strip() or "(empty body)"
-        raise HubbubError(f"http_{status}", f"HTTP {status} from {endpoint}: {snippet}")
+        raise HubbubError(f"http_{status}", f"HTTP {status} from {endpoint}: {snippet}",
+                          retry_after=retry_after)
     if not isinstance(obj, dict):
         raise ProtocolViolation(f"{endpoint} answered {status} without a JSON object")
     return wire.ack(obj)

@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from", dest="sender_name", metavar="NAME", help="name shown as the sender"
     )
+    parser.add_argument("--id", dest="message_id", metavar="ID",
+                        help="a message id of your choosing (1-64 of A-Z a-z 0-9 _ -): "
+                             "running again with the same id within 5 minutes stores the "
+                             "message once")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the server")
 
@@ -52,13 +56,17 @@ def run(args: argparse.Namespace) -> int:
             data,
             sender_name=args.sender_name,
             api_key=args.api_key or None,
+            id=args.message_id,
             timeout=args.timeout,
         )
     except HubbubError as exc:
-        return _fail(f"server refused: {exc.reason} ({exc.code})")
+        later = "" if exc.retry_after is None else f"; retry in {exc.retry_after / 1000:g} s"
+        return _fail(f"server refused: {exc.reason} ({exc.code}){later}")
     except (ClientError, ValueError) as exc:
         return _fail(str(exc))
-    print(f"published to {ack.room} at offset {ack.offset} (id {ack.id}, epoch {ack.epoch})")
+    again = "; already published, nothing new stored" if ack.duplicate else ""
+    print(f"published to {ack.room} at offset {ack.offset} (id {ack.id}, epoch {ack.epoch})"
+          f"{again}")
     return 0
 
 

@@ -16,7 +16,9 @@ Invariants, kept here and nowhere else:
   the room's offset at join time. A message at or below it in the same epoch is a duplicate
   and is dropped; a message of another epoch is accepted and becomes the position. Rejoining
   with `since = position` after a reconnection therefore gives every message exactly once,
-  in order (the driver's event queue survives reconnections).
+  in order (the driver's event queue survives reconnections). A `reset` event (the server
+  lost the room's history) replaces the position with the event's: what the client held
+  for the old epoch says nothing about the new one.
 - A request is in the pending table from the moment it is sent until its reply, its failure
   or the driver's `forget` (timeout); each is resolved at most once.
 """
@@ -167,6 +169,8 @@ class Session(Generic[W]):
             return self._on_message(obj)
         if kind == "presence":
             return self._on_presence(obj)
+        if kind == "reset":
+            return self._on_reset(obj)
         if isinstance(ref, int) and ref in self._pending:
             return self._on_reply(self._pending.pop(ref), obj)
         if kind == "error":
@@ -201,6 +205,18 @@ class Session(Generic[W]):
             return Output()
         state.position = Position(msg.offset, msg.epoch)
         return Output([msg])
+
+    def _on_reset(self, obj: dict[str, Any]) -> Output[W]:
+        """The room's history is gone: go on from the event's position, so that the new
+        epoch's messages after it are accepted (and none of the old one's dedupe applies),
+        and tell the user."""
+        event = wire.reset(obj)
+        state = self._rooms.get(event.room)
+        if state is None:
+            return Output()
+        log.warning("hubbub: the history of room %s was reset (%s)", event.room, event.reason)
+        state.position = Position(event.offset, event.epoch)
+        return Output([event])
 
     def _on_presence(self, obj: dict[str, Any]) -> Output[W]:
         event = wire.presence(obj)

@@ -21,6 +21,7 @@ def publish(
     *,
     sender_name: str | None = None,
     api_key: str | None = None,
+    id: str | None = None,
     timeout: float = 10.0,
 ) -> Ack:
     """Publish one message over the HTTP API and wait for the ack (`http.publish`).
@@ -29,7 +30,7 @@ def publish(
     """
     return asyncio.run(
         http.publish(
-            url, room, text, data, sender_name=sender_name, api_key=api_key,
+            url, room, text, data, sender_name=sender_name, api_key=api_key, id=id,
             request_timeout=timeout,
         )
     )

@@ -24,8 +24,10 @@ from hubbub.client.events import (
     Member,
     Message,
     PresenceEvent,
+    Reset,
     RoomInfo,
 )
+from hubbub.core.protocol import ID_RULE, MESSAGE_ID
 
 T = TypeVar("T")
 
@@ -64,13 +66,27 @@ def leave_request(rooms: Iterable[str]) -> Request:
     return {"type": "leave", "rooms": list(rooms)}
 
 
-def publish_request(room: str, text: str | None, data: Any) -> Request:
+def publish_request(room: str, text: str | None, data: Any,
+                    message_id: str | None = None) -> Request:
+    """`message_id` (checked by `message_id`) makes the publish idempotent: a repeat with
+    the same id within the server's window is answered with the original's ack."""
     request: Request = {"type": "publish", "room": room}
     if text is not None:
         request["text"] = text
     if data is not None:
         request["data"] = data
+    if message_id is not None:
+        request["id"] = message_id
     return request
+
+
+def message_id(value: str | None) -> str | None:
+    """A publisher-chosen message id as the server will take it; `ValueError` (saying the
+    rule) for one it would refuse, so that a bad id fails before anything is sent."""
+    if value is not None and (not isinstance(value, str)
+                              or MESSAGE_ID.fullmatch(value) is None):
+        raise ValueError(f"bad message id {value!r}: {ID_RULE}")
+    return value
 
 
 def history_request(
@@ -231,6 +247,16 @@ def ack(obj: Mapping[str, Any]) -> Ack:
         offset=field(obj, "offset", int),
         epoch=field(obj, "epoch", str),
         ts=field(obj, "ts", int),
+        duplicate=obj.get("duplicate") is True,
+    )
+
+
+def reset(obj: Mapping[str, Any]) -> Reset:
+    return Reset(
+        room=field(obj, "room", str),
+        epoch=field(obj, "epoch", str),
+        offset=field(obj, "offset", int),
+        reason=str(obj.get("reason") or "unknown"),
     )
 
 
@@ -269,10 +295,14 @@ def room_list(obj: Mapping[str, Any]) -> tuple[RoomInfo, ...]:
     )
 
 
-def error(obj: Mapping[str, Any]) -> HubbubError:
-    retry_after = obj.get("retry_after")
+def error(obj: Mapping[str, Any], *, retry_after: int | None = None) -> HubbubError:
+    """An `error` frame (or HTTP error body); `retry_after` (ms) from elsewhere (an HTTP
+    `Retry-After`) when the body has none."""
+    in_body = obj.get("retry_after")
+    if isinstance(in_body, int) and not isinstance(in_body, bool):
+        retry_after = in_body
     return HubbubError(
         str(obj.get("code", "unknown")),
         str(obj.get("reason", "(no reason given)")),
-        retry_after=retry_after if isinstance(retry_after, int) else None,
+        retry_after=retry_after,
     )

@@ -94,18 +94,13 @@ class Connection:
     frames and writes its events, in whichever wire format it speaks.
 
     Publishes are pipelined: each one (a JSON `publish`, or a line from a plain-text client)
-    is submitted to the store at once, without waiting for the ones before it, and
-    `handle_text` returns so that the next frame can be read. Order is kept by these
-    invariants:
-
-    - Messages reach the store in frame order: `Hub.submit_from` takes the message's place
-      in the store's order synchronously.
-    - Replies to one connection go out in request order: every publish waits for its
-      answer in `_pending`, a FIFO answered from its head only (`_answer_in_turn`, run by
-      the store's commit step), and every other request and every refusal first waits for
-      the FIFO to empty (`settle`).
-    - At most `MAX_IN_FLIGHT` publishes and `MAX_IN_FLIGHT_BYTES` of their frames are
-      waiting per connection.
+    goes to the broker at once, without waiting for the ones before it, and `handle_text`
+    returns so that the next frame can be read. Messages keep frame order because
+    `Broker.publish` takes their place synchronously (`hubbub.core.broker`). Replies go out
+    in request order: every publish waits for its answer in `_pending`, a FIFO answered from
+    its head only (`_answer_in_turn`, run from the broker's outcome), and every other
+    request and every refusal first waits for the FIFO to empty (`settle`). What waits is
+    bounded by `MAX_IN_FLIGHT`.
     """
 
     # One per connection, so no __dict__ and nothing made before it is needed: see "Idle
@@ -336,8 +331,8 @@ class Hub:
     def submit(self, room: str, *, text: str | None = None, data: Any = None,
                nick: str = "server", sender: str | None = None, id: str | None = None,
                then: Outcome) -> None:
-        """Publish a message without waiting: its place in the room is taken now, and
-        `then` gets the stored message or the `StoreError` (then nobody receives it). With
+        """Publish a message without waiting (`Broker.publish`): `then` gets the stored
+        message or the `StoreError` (then nobody receives it). With
         `id` (publisher-chosen, checked by the caller) the publish is idempotent: a repeat
         is answered with the original (`Message.duplicate`). Raises `ProtocolError` for
         `data` that could not be encoded (then nothing is submitted)."""

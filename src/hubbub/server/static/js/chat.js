@@ -227,6 +227,8 @@ export class Chat {
         return this.onMessage(frame);
       case "presence":
         return this.onPresence(frame);
+      case "reset":
+        return this.onReset(frame);
       case "error":
         console.warn("hubbub: server error without a pending request", frame);
         return this.emit("notice", this.current, `Server error: ${frame.reason}`);
@@ -245,6 +247,31 @@ export class Chat {
       this.emit("rooms");
     }
     this.emit("messages", room.name, [message], { older: false });
+  }
+
+  // The server lost the room's history (its broker lost the data): what this page holds of
+  // the room belongs to an epoch that is gone. Drop it and join again without `since`, which
+  // loads what the new epoch has, as a first visit would.
+  async onReset(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    console.warn("hubbub: the history of", room.name, "was reset", frame.reason);
+    room.messages.clear();
+    room.oldest = null;
+    room.hasMore = false;
+    room.historyLoaded = false;
+    room.epoch = null;
+    room.position = null;
+    this.emit("reset", room.name);
+    this.emit("notice", room.name, `The history of #${room.name} was reset on the server.`);
+    const reply = await this.conn.request({ type: "join", rooms: [room.name] });
+    if (reply.type !== "joined") {
+      // Disconnected: the reconnection's join has no `since` for this room either.
+      if (reply.code !== "disconnected") console.error("hubbub: rejoining after a reset failed", reply);
+      return;
+    }
+    if (this.rooms.get(room.name) !== room) return;
+    for (const entry of reply.rooms) this.applyJoined(entry);
   }
 
   onPresence(frame) {
