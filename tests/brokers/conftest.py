@@ -1,11 +1,10 @@
-"""Brokers under test: every contract test runs against each factory in `FACTORIES`.
-
-A broker implementation joins the contract with one entry there (the Redis broker: a
-factory that connects to the test session's private `redis-server`).
-"""
+"""Brokers under test: every contract test runs against each factory in `FACTORIES` and
+against the Redis broker on the test session's private `redis-server` (its own prefix per
+test)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hubbub.brokers.local import LocalBroker
+from hubbub.brokers.redis import RedisBroker
 from hubbub.core.broker import Broker
 from hubbub.core.events import Event
 from hubbub.core.message import Message
@@ -53,14 +53,33 @@ class RecordingNode:
         return [m.offset for m in self.delivered if m.room == room]
 
 
+    async def settled(self, room: str, count: int, seconds: float = 5.0) -> list[int]:
+        """The room's delivered offsets once `count` have arrived (at once for a local
+        broker; a Redis broker delivers what its channel carries, after the outcome)."""
+        for _ in range(int(seconds / 0.01)):
+            if len(self.offsets(room)) >= count:
+                break
+            await asyncio.sleep(0.01)
+        return self.offsets(room)
+
+
 @dataclass
 class Opened:
     broker: Broker
     node: RecordingNode
+    local: bool
+    """A single node's broker: it delivers a message before telling its outcome, and
+    forgets an unused room at once."""
 
 
-@pytest.fixture(params=list(FACTORIES))
+@pytest.fixture(params=[*FACTORIES, "redis"])
 def broker_factory(request: pytest.FixtureRequest) -> BrokerFactory:
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        # A prefix per directory: each hypothesis example gets rooms of its own.
+        return lambda directory: RedisBroker(url, prefix=f"{prefix}:{directory.name}",
+                                             timeout=2.0)
     return FACTORIES[request.param]
 
 
@@ -71,5 +90,5 @@ async def opened(broker_factory: BrokerFactory, tmp_path: Path) -> AsyncIterator
     node = RecordingNode()
     broker.listen(node)
     await broker.open()
-    yield Opened(broker, node)
+    yield Opened(broker, node, isinstance(broker, LocalBroker))
     await broker.close()

@@ -9,6 +9,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,7 @@ async def test_a_subscribed_room_is_delivered_exactly_once_in_order(opened: Open
     await broker.subscribe("r")
     for batch in range(3):
         await asyncio.gather(*(publish(broker, draft("r", f"{batch}-{i}")) for i in range(7)))
+        await node.settled("r", 7 * (batch + 1))
         state = await broker.room_state("r")
         # Everything at or below the reported offset has been handed to the node.
         assert state is not None and state.offset == max(node.offsets("r"))
@@ -61,6 +63,8 @@ async def test_a_subscribed_room_is_delivered_exactly_once_in_order(opened: Open
 
 
 async def test_every_outcome_comes_after_its_delivery(opened: Opened) -> None:
+    if not opened.local:
+        pytest.skip("across nodes the outcome comes from Redis before the channel's copy")
     broker, node = opened.broker, opened.node
     await broker.subscribe("r")
     seen_at_outcome: list[tuple[int, list[int]]] = []
@@ -92,8 +96,8 @@ async def test_a_repeated_id_stores_and_delivers_nothing(opened: Opened) -> None
     assert (elsewhere.offset, elsewhere.duplicate) == (1, False)
     after = await publish(broker, draft("r", "next"))
     assert after.offset == first.offset + 1
-    assert node.offsets("r") == [1, 2] and [m.text for m in node.delivered if m.room == "r"] == [
-        "original", "next"]
+    assert await node.settled("r", 2) == [1, 2]
+    assert [m.text for m in node.delivered if m.room == "r"] == ["original", "next"]
     page = await broker.read("r", limit=10)
     assert page is not None and [m.text for m in page.messages] == ["original", "next"]
 
@@ -109,7 +113,7 @@ async def test_a_repeat_made_while_the_original_is_pending_gets_the_same_answer(
     first, other, repeat = await asyncio.gather(*futures)
     assert (first.offset, other.offset, repeat.offset) == (1, 2, 1)
     assert (first.duplicate, other.duplicate, repeat.duplicate) == (False, False, True)
-    assert node.offsets("r") == [1, 2]
+    assert await node.settled("r", 2) == [1, 2]
 
 
 async def test_joining_and_leaving_a_room_leaves_no_trace(opened: Opened) -> None:
@@ -119,6 +123,11 @@ async def test_joining_and_leaving_a_room_leaves_no_trace(opened: Opened) -> Non
     assert created is not None and (created.offset, created.first_offset) == (0, 1)
     assert await broker.room_count() == 1
     broker.unsubscribe("quiet")
+    # A Redis node unsubscribes a little later (`UNSUBSCRIBE_DELAY_S`), then forgets it.
+    for _ in range(100 if opened.local else 800):
+        if await broker.room_state("quiet") is None:
+            break
+        await asyncio.sleep(0.01)
     assert await broker.room_state("quiet") is None
     assert "quiet" not in await broker.rooms() and await broker.room_count() == 0
 
@@ -132,8 +141,10 @@ async def test_a_room_with_messages_outlives_its_subscription(opened: Opened) ->
     assert state is not None and (state.epoch, state.offset) == (stored.epoch, 1)
     # Subscribing again goes on from where the room is.
     await broker.subscribe("kept")
+    await node.settled("kept", 1)
     before = len(node.delivered)
     assert (await publish(broker, draft("kept", "more"))).offset == 2
+    await node.settled("kept", 2)
     assert [m.offset for m in node.delivered[before:]] == [2]
     assert (await broker.rooms())["kept"].offset == 2
 
@@ -182,6 +193,9 @@ async def _run(factory: BrokerFactory, directory: Path,
                 await asyncio.gather(*futures)
             futures.append(publish(broker, draft(room, f"t{index}", message_id)))
         outcomes = await asyncio.gather(*futures)
+        for room in ROOMS:
+            await node.settled(room, len({(r, i or n) for n, (r, i, _) in enumerate(steps)
+                                          if r == room}))
     finally:
         await broker.close()
     first_of: dict[tuple[str, str], Message] = {}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from hubbub.brokers.local import RecentIds
 from hubbub.core.message import Draft, Message
 from hubbub.core.store import Outcome, StoreError
@@ -98,10 +96,6 @@ def test_a_pending_id_is_never_forgotten_while_its_waiters_wait() -> None:
     assert [m.duplicate for m in waiting.outcomes if isinstance(m, Message)] == [True]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "brokers/local.py RecentIds._forget drops the order record of an id that is pending "
-    "when its record is reached (cap or expiry) but keeps the entry, so once settled the "
-    "id is never forgotten: remembered past its window, and outside the cap"))
 def test_an_id_pending_when_its_record_was_reached_is_still_forgotten_later() -> None:
     recent = RecentIds(window=0.01, cap=2)
     submit = recent.claim(draft("a"), Told())

@@ -58,6 +58,8 @@ class RecentIds:
         self._cap = cap
         self._seen: dict[tuple[str, str], tuple[float, Message | list[Outcome]]] = {}
         self._order: deque[tuple[float, tuple[str, str]]] = deque()
+        # Pending ids whose order record `_forget` reached: recorded again once settled.
+        self._unrecorded: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -86,8 +88,12 @@ class RecentIds:
         if entry is None or isinstance(entry[1], Message):  # forgotten early (the cap)
             return
         waiting = entry[1]
+        unrecorded = key in self._unrecorded
+        self._unrecorded.discard(key)
         if isinstance(outcome, Message):
             self._seen[key] = (entry[0], outcome)
+            if unrecorded:  # out of expiry order at the end: forgotten a little late
+                self._order.append((entry[0], key))
             repeat: Message | StoreError = replace(outcome, duplicate=True)
         else:
             del self._seen[key]  # refused: a retry may store it
@@ -102,9 +108,13 @@ class RecentIds:
             expires, key = order.popleft()
             entry = seen.get(key)
             # Only the entry this record was made for, and never a pending one (its waiters
-            # must be answered).
-            if entry is not None and entry[0] == expires and isinstance(entry[1], Message):
+            # must be answered): that one is recorded again when it settles.
+            if entry is None or entry[0] != expires:
+                continue
+            if isinstance(entry[1], Message):
                 del seen[key]
+            else:
+                self._unrecorded.add(key)
 
 
 class LocalBroker(Broker):

@@ -26,7 +26,7 @@ import enum
 import logging
 import secrets
 from collections.abc import Awaitable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -132,7 +132,6 @@ class RedisBroker(Broker):
         self.node_id = secrets.token_hex(6)
         self._rooms: dict[str, _Room] = {}
         self._by_channel: dict[str, _Room] = {}
-        self._registered: set[str] = set()
         self._queue: list[_Publish | _Note] = []
         self._wake: asyncio.Event | None = None
         self._idle = asyncio.Event()  # set while nothing waits to be sent
@@ -175,6 +174,13 @@ class RedisBroker(Broker):
         self._listener = Listener(listen, self._probe, node_channel(self.prefix, self.node_id),
                                   self.timeout, self._heard, self._resync_all)
         self._listener.start()
+        try:
+            await asyncio.wait_for(self._listener.wait_connected(), self.timeout)
+        except TimeoutError:
+            await self._listener.stop()
+            await self._release()
+            raise StoreOpenError(f"Redis at {_shown(self.url)} did not confirm a "
+                                 "subscription in time") from None
         self._tasks = [asyncio.create_task(self._send_loop(), name="hubbub-redis-sender"),
                        asyncio.create_task(self._presence.run(), name="hubbub-redis-presence")]
         self._open = True
@@ -314,11 +320,8 @@ class RedisBroker(Broker):
                 pipe.publish(item.channel, item.payload)
             else:
                 runs.setdefault(item.draft.room, []).append(item)
-        calls: list[tuple[bool, list[_Publish]]] = []  # (registers the room, its run)
-        for room, items in runs.items():
-            registers = room not in self._registered
-            if registers:
-                pipe.sadd(rooms_key(self.prefix), room)
+        calls: list[list[_Publish]] = []
+        for items in runs.values():
             for run in _runs(items):
                 keys = run[0].keys
                 key_list = [keys.meta, keys.log, keys.channel]
@@ -331,8 +334,7 @@ class RedisBroker(Broker):
                     else:
                         args += (item.body, 0, draft.ts)
                 pipe.evalsha(sha, len(key_list), *key_list, *args)
-                calls.append((registers, run))
-                registers = False
+                calls.append(run)
         try:
             results = await asyncio.wait_for(pipe.execute(raise_on_error=False), self.timeout)
         except BaseException:
@@ -344,28 +346,40 @@ class RedisBroker(Broker):
             # call failed before its first command). Load them, then send it again.
             await self.load_scripts()
             return await self._send(batch)
-        answers = iter(results[len(results) - sum(1 + registers for registers, _ in calls):])
-        for registers, run in calls:
-            if registers:
-                next(answers)
-                self._registered.add(run[0].draft.room)
-            answer = next(answers)
+        answers = results[len(results) - len(calls):]
+        started = [run[0].draft.room for run, answer in zip(calls, answers, strict=True)
+                   if not isinstance(answer, Exception) and answer[2]]
+        if started:
+            await self._register(*started)
+        for run, answer in zip(calls, answers, strict=True):
             if isinstance(answer, Exception):
                 log.error("the publish script failed in %r: %s", run[0].draft.room, answer)
                 for item in run:
                     report(item.then, StoreError(f"Redis refused the publish: {answer}"))
                 continue
             epoch = answer[0].decode()
-            for item, (offset, duplicate, ts) in zip(run, answer[1], strict=True):
+            for item, (offset, duplicate, ts, original) in zip(run, answer[1], strict=True):
                 draft = item.draft
-                if duplicate:
+                if not duplicate:
+                    message = Message.from_draft(draft, offset=offset, epoch=epoch)
+                elif original:  # the original, as the repeat is answered with
+                    message = replace(message_of(draft.room, offset, epoch, decode(original)),
+                                      duplicate=True)
+                else:  # retention removed the original: its place, with this copy's body
                     message = Message(room=draft.room, offset=offset, epoch=epoch,
                                       id=draft.id, nick=draft.nick, sender=draft.sender,
                                       text=draft.text, data=draft.data, ts=int(ts),
                                       duplicate=True)
-                else:
-                    message = Message.from_draft(draft, offset=offset, epoch=epoch)
                 report(item.then, message)
+
+    async def _register(self, *rooms: str) -> None:
+        """Add rooms that a script just started to the room set (for room lists): whoever
+        starts a room's hash registers it, so a room forgotten and started again is too.
+        A failure here is logged: the rooms themselves are stored."""
+        try:
+            await self.call(self.client.sadd(rooms_key(self.prefix), *rooms))
+        except StoreError as exc:
+            log.warning("rooms %s are missing from the room list: %s", rooms, exc)
 
     def _refuse_all(self, reason: str) -> None:
         queued, self._queue = self._queue, []
@@ -440,7 +454,8 @@ class RedisBroker(Broker):
 
     async def _discard(self, keys: RoomKeys) -> None:
         try:
-            await self.call(self.script("DISCARD")(keys=[keys.meta, keys.members]))
+            if await self.call(self.script("DISCARD")(keys=[keys.meta, keys.members])):
+                await self.call(self.client.srem(rooms_key(self.prefix), keys.room))
         except StoreError as exc:
             log.debug("discarding an unused room failed: %s", exc)
 
@@ -580,15 +595,14 @@ class RedisBroker(Broker):
                                                    args=[new_epoch() if create else ""]))
         if raw is None:
             return None
+        if raw[3]:
+            await self._register(keys.room)
         return RoomState(raw[0].decode(), int(raw[1]), int(raw[2]))
 
     async def room_state(self, room: str, *, create: bool = False) -> RoomState | None:
         stored = await self._stored_state(self.keys(room), create=create)
         if stored is None:
             return None
-        if create and room not in self._registered:
-            await self.call(self.client.sadd(rooms_key(self.prefix), room))
-            self._registered.add(room)
         found = self._rooms.get(room)
         if found is not None and found.status is Sync.LIVE and found.epoch is not None:
             # Subscribed: as of what this node was handed (the broker contract).

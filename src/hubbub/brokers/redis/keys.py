@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RoomKeys:
+    room: str
     meta: str
     log: str
     members: str
@@ -21,7 +22,7 @@ class RoomKeys:
 def room_keys(prefix: str, room: str) -> RoomKeys:
     # Room names never hold braces (`hubbub.core.names`), so the tag is the whole name.
     base = f"{prefix}:{{{room}}}:"
-    return RoomKeys(meta=base + "meta", log=base + "log", members=base + "members",
+    return RoomKeys(room=room, meta=base + "meta", log=base + "log", members=base + "members",
                     info=base + "info", channel=base + "channel", id_prefix=base + "id:")
 
 

@@ -58,6 +58,10 @@ class Listener:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    async def wait_connected(self) -> None:
+        """Return once the first connection's subscriptions are confirmed."""
+        await self._connected.wait()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="hubbub-redis-listener")
 

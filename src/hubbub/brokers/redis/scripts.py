@@ -10,9 +10,11 @@ PUBLISH = """
 -- KEYS: meta, log, channel, then the id keys of the messages whose publisher chose an id
 -- ARGV: epoch for a new room, dedupe window in ms, then per message: body (JSON), index of
 --       its id key in KEYS (0: none), ts
+local created = 0
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
+  created = 1
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
 end
 local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
@@ -27,7 +29,12 @@ for i = 3, #ARGV, 3 do
     if seen then
       local offset, seen_epoch, seen_ts = string.match(seen, '^(%d+) (%S+) (%d+)$')
       if seen_epoch == epoch then
-        answer = {tonumber(offset), 1, seen_ts}
+        local original = redis.call('XRANGE', KEYS[2], '0-' .. offset, '0-' .. offset)
+        local original_body = ''
+        if #original > 0 then
+          original_body = original[1][2][2]
+        end
+        answer = {tonumber(offset), 1, seen_ts, original_body}
       end
     end
   end
@@ -38,7 +45,7 @@ for i = 3, #ARGV, 3 do
       redis.call('SET', KEYS[id_key], top .. ' ' .. epoch .. ' ' .. ts, 'PX', ARGV[2])
     end
     bodies[#bodies + 1] = body
-    answer = {top, 0, ts}
+    answer = {top, 0, ts, ''}
   end
   answers[#answers + 1] = answer
 end
@@ -47,22 +54,26 @@ if #bodies > 0 then
   redis.call('PUBLISH', KEYS[3], '{"o":' .. first .. ',"e":"' .. epoch .. '","m":['
              .. table.concat(bodies, ',') .. ']}')
 end
-return {epoch, answers}
+return {epoch, answers, created}
 """
 """Publish a run of one room's messages in one step, each: idempotency check on its id ->
 epoch -> next offset -> XADD; then one PUBLISH that carries the run (its first offset, the
 epoch and the bodies), so that a node reads a busy room's messages a run at a time, not one
 by one. A message is stored and announced with its run or not at all. Returns {epoch,
-{{offset, duplicate, ts}, ...}}: for a duplicate, the original's place and time."""
+{{offset, duplicate, ts, original body}, ...}, created}: for a duplicate, the original's
+place, time and body (empty if retention removed it); `created` when the run started the
+room (its name then goes into the room set)."""
 
 STATE = """
 -- KEYS: meta, log; ARGV: epoch to start the room with if Redis does not know it, or ""
+local created = 0
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   if ARGV[1] == '' then
     return false
   end
   epoch = ARGV[1]
+  created = 1
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
 end
 local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
@@ -71,9 +82,9 @@ local first_offset = top + 1
 if #first > 0 then
   first_offset = tonumber(string.match(first[1][1], '^0%-(%d+)$'))
 end
-return {epoch, top, first_offset}
+return {epoch, top, first_offset, created}
 """
-"""A room's state: {epoch, top, first offset}. A room Redis does not know is nil, or is
+"""A room's state: {epoch, top, first offset, created}. A room Redis does not know is nil, or is
 started (a new epoch, no message) when an epoch is given."""
 
 DISCARD = """
