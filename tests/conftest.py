@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from support.redis import REDIS_URL_ENV, RedisFactory, RedisProcess, redis_is_up, unique_prefix
+from support.redis import (
+    REDIS_URL_ENV,
+    RedisFactory,
+    RedisProcess,
+    forget_prefix,
+    redis_is_up,
+    unique_prefix,
+)
 from support.server import ServerFactory, ServerProcess
 
 
@@ -50,9 +57,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    """This test's own `--redis-prefix`: no other test sees its keys."""
-    return unique_prefix()
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """This test's own `--redis-prefix`: no other test sees its keys. On a shared Redis
+    (`HUBBUB_TEST_REDIS_URL`) they are deleted after the test (and its servers) ended."""
+    prefix = unique_prefix()
+    yield prefix
+    if os.environ.get(REDIS_URL_ENV):
+        forget_prefix(redis_url, prefix)
 
 
 @pytest.fixture

@@ -3,8 +3,12 @@ ask a node about its health."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from support.server import ServerProcess
@@ -66,3 +70,94 @@ async def health(node: ServerProcess) -> tuple[Event, int]:
     assert status == 200, body
     ready, _ = await http_get_json(node.url + "/readyz")
     return body, ready
+
+
+@dataclass
+class OutagePublisher:
+    """Publishes into one room without pause, `window` at a time, each message with its own
+    idempotency id, and records every reply: an ack, or a refusal (which must be
+    `unavailable`). It stops by itself after `limit` publishes, so a test that forgets to
+    stop it stays bounded."""
+
+    client: JsonClient
+    room: str
+    window: int = 4
+    limit: int = 3_000
+    sent: list[str] = field(default_factory=list)
+    acks: dict[str, Event] = field(default_factory=dict)
+    refused: dict[str, Event] = field(default_factory=dict)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    last: Event | None = None
+    task: asyncio.Task[None] | None = None
+    stopped: bool = False
+
+    async def run(self) -> None:
+        waiting: dict[str, str] = {}  # ref -> id
+        while len(self.sent) < self.limit or waiting:
+            while len(waiting) < self.window and len(self.sent) < self.limit:
+                message_id = f"o{len(self.sent)}"
+                ref = f"c{next(_refs)}"
+                waiting[ref] = message_id
+                self.sent.append(message_id)
+                await self.client.send({"type": "publish", "room": self.room, "ref": ref,
+                                        "text": message_id, "id": message_id})
+            # TIMEOUT is the client's own, generous limit: a publish that Redis cannot take
+            # must be refused well before it (the issue: within --redis-timeout).
+            event = await self.client.recv(TIMEOUT)
+            message_id = waiting.pop(event.get("ref", ""), "")
+            if not message_id:
+                continue  # the room's messages
+            self.last = event
+            if event["type"] == "ack":
+                self.acks[message_id] = event
+            else:
+                assert event["type"] == "error" and event["code"] == "unavailable", event
+                self.refused[message_id] = event
+                await asyncio.sleep(0.02)  # a refused client backs off a little
+            self.progress.set()
+            self.progress.clear()
+        self.progress.set()  # a waiter sees that it stopped
+
+    def stop(self) -> None:
+        """Send no more; `run` returns once every publish sent has its reply."""
+        self.stopped = True
+        self.limit = len(self.sent)
+
+    async def stopping(self) -> None:
+        """`stop`, and wait (bounded) until every publish sent has its reply."""
+        self.stop()
+        assert self.task is not None
+        await asyncio.wait_for(asyncio.shield(self.task), 2 * TIMEOUT)
+
+    async def until(self, done: Callable[[], bool], seconds: float = 15.0) -> None:
+        """Wait (at most `seconds`) until `done()` holds; fail at once if `run` failed."""
+        try:
+            async with asyncio.timeout(seconds):
+                while not done():
+                    if self.task is not None and self.task.done():
+                        self.task.result()  # its exception, if it failed
+                        raise AssertionError(f"the publisher stopped: {len(self.sent)} sent, "
+                                             f"{len(self.acks)} acked, {len(self.refused)} "
+                                             f"refused, limit {self.limit}")
+                    await self.progress.wait()
+        except TimeoutError:
+            raise AssertionError(f"no progress in {seconds} s: {len(self.sent)} sent, "
+                                 f"{len(self.acks)} acked, {len(self.refused)} refused, "
+                                 f"last reply {self.last!r}") from None
+
+@asynccontextmanager
+async def publishing_through(client: JsonClient, room: str,
+                             **options: Any) -> AsyncIterator[OutagePublisher]:
+    """An `OutagePublisher` running for the block. At its end the publisher stops (if the
+    block did not stop it) and every publish it sent is answered; it fails the test if it
+    failed, or ran out of publishes before the block ended."""
+    publisher = OutagePublisher(client, room, **options)
+    task = publisher.task = asyncio.create_task(publisher.run())
+    try:
+        yield publisher
+        assert publisher.stopped or not task.done(), f"the publisher stopped early: {task}"
+        await publisher.stopping()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from support.server import free_port
 
@@ -114,9 +116,10 @@ class RedisProcess:
                 time.sleep(0.01)
 
     def client(self, socket_timeout: float = 2.0) -> redis.Redis:
-        """A fresh synchronous client (close it, e.g. with `with`)."""
+        """A fresh synchronous client (close it, e.g. with `with`). It never retries by
+        itself: a test sees each failure, and a timeout takes `socket_timeout`, once."""
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=socket_timeout,
-                           socket_connect_timeout=socket_timeout)
+                           socket_connect_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
 
     def kill(self) -> None:
         """SIGKILL, as a crash: nothing is written on the way out."""
@@ -185,3 +188,10 @@ def redis_is_up(url: str, timeout: float = 2.0) -> None:
 
 RedisFactory = Callable[..., RedisProcess]
 """The `private_redis` fixture: `private_redis()` or `private_redis(persistent=False)`."""
+
+
+def forget_prefix(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (a test's, on a shared Redis); how many there were."""
+    with redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        return int(client.delete(*keys)) if keys else 0

@@ -225,14 +225,15 @@ async def wait_until(check: Callable[[], Awaitable[bool]], attempts: int = 100,
 
 def redis_nodes(base: Path, count: int, redis_url: str, prefix: str, *flags: str,
                 env: dict[str, str] | None = None) -> list[ServerProcess]:
-    """`count` nodes of one deployment (not started): `hubbub serve --store memory --redis
-    URL --redis-prefix PREFIX`, each with its own directory under `base` (its log and its
-    data directory)."""
+    """`count` nodes of one deployment (not started): `hubbub serve --port 0 --store memory
+    --redis URL --redis-prefix PREFIX` (each picks its port), each with its own directory
+    under `base` (its log and its data directory)."""
     homes = [base / f"node-{index}" for index in range(1, count + 1)]
     for home in homes:
         home.mkdir(parents=True)
     return [ServerProcess(home / "data", "--store", "memory", "--redis", redis_url,
-                          "--redis-prefix", prefix, *flags, env=env) for home in homes]
+                          "--redis-prefix", prefix, *flags, port=0, env=env)
+            for home in homes]
 
 
 def start_all(servers: Sequence[ServerProcess]) -> list[ServerProcess]:
