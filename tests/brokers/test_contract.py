@@ -161,6 +161,24 @@ async def test_a_room_never_subscribed_is_stored_but_only_subscribed_ones_are_pr
     assert await broker.read("never", limit=5) is None
 
 
+async def test_retention_keeps_the_newest_and_never_renumbers(opened: Opened) -> None:
+    broker = opened.broker
+    await broker.subscribe("r")
+    stored = [await publish(broker, draft("r", f"m{i}")) for i in range(1, 11)]
+    removed = await broker.trim(max_count=3, max_age_ms=None, now_ms=0)
+    assert removed == 7
+    page = await broker.read("r", limit=20)
+    assert page is not None and [m.offset for m in page.messages] == [8, 9, 10]
+    state = await broker.room_state("r")
+    assert state is not None and (state.offset, state.first_offset) == (10, 8)
+    # By age: everything older than the newest message's time goes.
+    newest = stored[-1].ts
+    assert await broker.trim(max_count=None, max_age_ms=0, now_ms=newest) >= 0
+    page = await broker.read("r", limit=20)
+    assert page is not None and all(m.ts >= newest for m in page.messages)
+    assert (await publish(broker, draft("r", "next"))).offset == 11
+
+
 async def test_health_of_an_open_broker(opened: Opened) -> None:
     assert opened.broker.usable() and opened.broker.health() == "up"
     assert opened.broker.listener_restarts == 0

@@ -653,7 +653,8 @@ class RedisBroker(Broker):
         for name in (await self.rooms()):
             log_key = self.keys(name).log
             if max_count is not None:
-                removed += int(await self.call(self.client.xtrim(log_key, maxlen=max_count)))
+                removed += int(await self.call(self.client.xtrim(log_key, maxlen=max_count,
+                                                                  approximate=False)))
             if max_age_ms is not None:
                 cutoff = now_ms - max_age_ms
                 oldest = await self.call(self.client.xrange(log_key, "-", "+", count=READ_PAGE))
@@ -661,7 +662,8 @@ class RedisBroker(Broker):
                 if keep is None and oldest:
                     keep = _next_id(oldest[-1][0])
                 if keep is not None:
-                    removed += int(await self.call(self.client.xtrim(log_key, minid=keep)))
+                    removed += int(await self.call(self.client.xtrim(log_key, minid=keep,
+                                                                  approximate=False)))
         return removed
 
     def presence(self, local: Presence) -> Presence:
