@@ -62,6 +62,7 @@ def test_no_command_prints_help_and_exits_2() -> None:
     (["--redis", "http://127.0.0.1:6379"], ["redis", "redis://HOST:PORT/DB"]),
     (["--redis-prefix", "has space"], ["redis_prefix"]),
     (["--redis-timeout", "0"], ["redis_timeout"]),
+    (["--presence-ttl", "0.5"], ["presence_ttl"]),
     (["--workers", "0"], ["workers", "auto"]),
     (["--workers", "-1"], ["workers"]),
     (["--workers", "abc"], ["workers", "abc"]),

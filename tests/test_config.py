@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hubbub.core.limits import Limits
+from hubbub.core.urls import masked_url
 from hubbub.server.settings import (
     ConfigError,
     Settings,
@@ -16,7 +17,6 @@ from hubbub.server.settings import (
     describe,
     from_code,
     load,
-    masked_url,
 )
 
 
@@ -103,6 +103,8 @@ def test_lists_and_switches_from_the_environment() -> None:
         (["--redis-timeout", "0.01"], {}, "redis_timeout must be a number from 0.05 to 60"),
         (["--redis-timeout", "61"], {}, "redis_timeout must be a number from 0.05 to 60"),
         (["--redis-timeout", "soon"], {}, "redis_timeout must be a number"),
+        (["--presence-ttl", "0"], {}, "presence_ttl must be a number from 1 to 3600"),
+        ([], {"HUBBUB_PRESENCE_TTL": "forever"}, "presence_ttl must be a number"),
         (["--workers", "0"], {}, "workers must be from 1 to 1024, or auto (got '0'"),
         (["--workers", "-1"], {}, "workers must be from 1 to 1024, or auto"),
         (["--workers", "abc"], {}, "workers must be an integer, or auto (got 'abc'"),

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from hubbub.core.broker import DEDUPE_WINDOW_S, Broker, Node, Presence
-from hubbub.core.events import Event
 from hubbub.core.message import Draft, Message
-from hubbub.core.rooms import RoomRegistry
 from hubbub.core.store import (
     HistoryPage,
     MessageStore,
@@ -32,20 +28,6 @@ MAX_REMEMBERED_IDS = 100_000
 """Publisher-chosen ids one node remembers at once. Past it the oldest are forgotten before
 their window ends, so that a stream of idempotent publishes cannot grow the server without
 bound (docs/protocol.md, "Idempotent publish")."""
-
-
-class LocalPresence(Presence):
-    """Presence of a single node: its own members are everyone."""
-
-    def __init__(self, registry: RoomRegistry[Any, Any]) -> None:
-        self._registry = registry
-
-    async def members(self, room: str) -> list[Event]:
-        found = self._registry.get(room)
-        return [] if found is None else [m.member() for m in found.live_members()]
-
-    async def counts(self, rooms: Sequence[str]) -> dict[str, int]:
-        return {room: self._registry.member_count(room) for room in rooms}
 
 
 class RecentIds:
@@ -167,8 +149,8 @@ class LocalBroker(Broker):
                    limit: int) -> HistoryPage | None:
         return await self.store.read(room, after=after, before=before, limit=limit)
 
-    async def rooms(self) -> dict[str, RoomState]:
-        return await self.store.rooms()
+    async def rooms(self) -> dict[str, int]:
+        return {name: state.offset for name, state in (await self.store.rooms()).items()}
 
     async def room_count(self) -> int:
         return await self.store.room_count()

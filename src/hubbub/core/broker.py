@@ -147,8 +147,8 @@ class Broker(abc.ABC):
         """As `MessageStore.read`."""
 
     @abc.abstractmethod
-    async def rooms(self) -> dict[str, RoomState]:
-        """Every room the deployment knows."""
+    async def rooms(self) -> dict[str, int]:
+        """Every room the deployment knows, with its latest offset (the room list's)."""
 
     @abc.abstractmethod
     async def room_count(self) -> int:

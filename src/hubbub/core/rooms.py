@@ -8,11 +8,13 @@ buffer is empty (the hub does that with no await in between).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from hubbub.core.broker import Presence
 from hubbub.core.codec import Wire
+from hubbub.core.events import Event
 
 M = TypeVar("M")  # a member (the hub's connection object)
 P = TypeVar("P")  # what is buffered for a joining member
@@ -154,3 +156,17 @@ class Membership(RoomRegistry[J, P]):
         member.joined = tuple(room for room in member.joined if room != name)
         removed = self.remove_member(name, member.id)
         return removed, self.get(name) is None
+
+
+class LocalPresence(Presence):
+    """Presence of a single node: its own members are everyone."""
+
+    def __init__(self, registry: RoomRegistry[Any, Any]) -> None:
+        self._registry = registry
+
+    async def members(self, room: str) -> list[Event]:
+        found = self._registry.get(room)
+        return [] if found is None else [m.member() for m in found.live_members()]
+
+    async def counts(self, rooms: Sequence[str]) -> dict[str, int]:
+        return {room: self._registry.member_count(room) for room in rooms}

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from hubbub.brokers.local import LocalPresence
 from hubbub.core import events, grants
 from hubbub.core import protocol as p
 from hubbub.core.broker import Broker, BrokerUnavailable
@@ -33,7 +32,7 @@ from hubbub.core.grants import Action, Identity, Session
 from hubbub.core.limits import Limits
 from hubbub.core.message import Draft, Message
 from hubbub.core.ratelimit import TokenBucket
-from hubbub.core.rooms import Membership
+from hubbub.core.rooms import LocalPresence, Membership
 from hubbub.core.store import Outcome, RoomState, StoreError, settle
 from hubbub.engine.fanout import Fanout, Outlet, Payload
 
@@ -616,15 +615,14 @@ class Hub:
                         ) -> tuple[list[events.Event], bool]:
         """One page of the rooms `who` may see, by name after `after`; and whether more
         follow. Rooms are those the store knows and those with members."""
-        states = await self.broker.rooms()
-        names = sorted(name for name in set(states).union(self.registry.names())
+        offsets = await self.broker.rooms()
+        names = sorted(name for name in set(offsets).union(self.registry.names())
                        if after is None or name > after)
         shown = [entry["room"] for entry in grants.visible(who, [{"room": n} for n in names])]
         page = shown[:limit]
         counts = await self.presence.counts(page)
         return [
-            events.room_entry(name, counts.get(name, 0),
-                              states[name].offset if name in states else 0)
+            events.room_entry(name, counts.get(name, 0), offsets.get(name, 0))
             for name in page
         ], len(shown) > limit
 

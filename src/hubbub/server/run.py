@@ -17,12 +17,13 @@ import orjson
 from aiohttp import web
 
 from hubbub.core.store import StoreOpenError
+from hubbub.core.urls import masked_url
 from hubbub.server import logs
 from hubbub.server.app import make_app
 from hubbub.server.auth import Auth
 from hubbub.server.guard import GUARD, raise_descriptor_limit
 from hubbub.server.security import is_loopback
-from hubbub.server.settings import Settings, describe, masked_url
+from hubbub.server.settings import Settings, describe
 from hubbub.server.storage import database_path
 
 log = logging.getLogger("hubbub")

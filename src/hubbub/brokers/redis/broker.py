@@ -51,6 +51,7 @@ from hubbub.core.store import (
     new_epoch,
     report,
 )
+from hubbub.core.urls import masked_url
 from hubbub.engine.tasks import spawn
 
 log = logging.getLogger("hubbub.broker")
@@ -146,15 +147,17 @@ class RedisBroker(Broker):
 
     # --- life ----------------------------------------------------------------------------
 
-    def _connect(self) -> aioredis.Redis:
+    def _connect(self, *, listening: bool = False) -> aioredis.Redis:
         # hubbub owns reconnection (the sender's probe, the listener's supervisor): redis-py
         # must fail fast instead of retrying behind its back. A bounded pool that makes a
         # command wait for a free connection: a thousand clients joining at once must not
-        # open a thousand connections to Redis.
+        # open a thousand connections to Redis. The pub/sub connection waits for messages
+        # indefinitely: no socket timeout (the listener's probe notices a silent one).
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url, max_connections=MAX_CONNECTIONS, timeout=self.timeout,
-            socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0)
+            socket_timeout=None if listening else self.timeout,
+            socket_connect_timeout=self.timeout, retry=Retry(NoBackoff(), 0),
+            health_check_interval=0)
         return aioredis.Redis(connection_pool=pool)
 
     async def open(self) -> None:
@@ -164,35 +167,28 @@ class RedisBroker(Broker):
             await asyncio.wait_for(self._client.ping(), self.timeout)
         except (RedisError, OSError, TimeoutError) as exc:
             await self._release()
-            raise StoreOpenError(f"cannot reach Redis at {_shown(self.url)}: "
+            raise StoreOpenError(f"cannot reach Redis at {masked_url(self.url)}: "
                                  f"{exc or type(exc).__name__}") from exc
         for name in ("PUBLISH", "STATE", "DISCARD", "SWEEP"):
             self._scripts[name] = self._client.register_script(getattr(scripts, name))
         await self.load_scripts()
         self._wake = asyncio.Event()
-        listen = self._connect_listener()
-        self._listener = Listener(listen, self._probe, node_channel(self.prefix, self.node_id),
-                                  self.timeout, self._heard, self._resync_all)
+        self._listener = Listener(self._connect(listening=True), self._probe,
+                                  node_channel(self.prefix, self.node_id), self.timeout,
+                                  self._heard, self._resync_all)
         self._listener.start()
         try:
             await asyncio.wait_for(self._listener.wait_connected(), self.timeout)
         except TimeoutError:
             await self._listener.stop()
             await self._release()
-            raise StoreOpenError(f"Redis at {_shown(self.url)} did not confirm a "
+            raise StoreOpenError(f"Redis at {masked_url(self.url)} did not confirm a "
                                  "subscription in time") from None
         self._tasks = [asyncio.create_task(self._send_loop(), name="hubbub-redis-sender"),
                        asyncio.create_task(self._presence.run(), name="hubbub-redis-presence")]
         self._open = True
-        log.info("Redis broker: %s (prefix %r, node %s)", _shown(self.url), self.prefix,
+        log.info("Redis broker: %s (prefix %r, node %s)", masked_url(self.url), self.prefix,
                  self.node_id)
-
-    def _connect_listener(self) -> aioredis.Redis:
-        # The pub/sub connection waits for messages indefinitely: no socket timeout (the
-        # listener's probe notices a silent connection instead).
-        return aioredis.Redis.from_url(
-            self.url, socket_timeout=None, socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
     async def close(self) -> None:
         if not self._open:
@@ -240,10 +236,14 @@ class RedisBroker(Broker):
         """One Redis round trip, within the timeout; `BrokerUnavailable` otherwise."""
         try:
             return await asyncio.wait_for(step, self.timeout)
-        except TimeoutError:
-            raise BrokerUnavailable(f"Redis did not answer within {self.timeout:g} s") from None
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis: {exc or type(exc).__name__}") from exc
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        """What a failed Redis round trip is to clients."""
+        if isinstance(exc, TimeoutError):
+            return BrokerUnavailable(f"Redis did not answer within {self.timeout:g} s")
+        return BrokerUnavailable(f"Redis: {exc or type(exc).__name__}")
 
     def script(self, name: str) -> Any:
         """A script to await (it loads itself into Redis when Redis lost it), or whose
@@ -292,16 +292,13 @@ class RedisBroker(Broker):
                 try:
                     await self._send(batch)
                 except Exception as exc:  # Redis unreachable or slow: refuse, then probe
-                    reason = (f"Redis did not answer within {self.timeout:g} s"
-                              if isinstance(exc, TimeoutError) else f"Redis: {exc!r}")
                     if not isinstance(exc, RedisError | OSError | TimeoutError):
                         log.exception("publishing to Redis failed")
+                    reason = str(self._unavailable(exc))
                     log.warning("refusing %d publish(es): %s", len(batch) + len(self._queue),
                                 reason)
                     self._down = True
-                    for item in batch:
-                        if isinstance(item, _Publish):
-                            report(item.then, BrokerUnavailable(reason))
+                    self._queue[:0] = batch
                     self._refuse_all(reason)
                     await self._until_reachable()
             self._idle.set()
@@ -366,10 +363,8 @@ class RedisBroker(Broker):
                     message = replace(message_of(draft.room, offset, epoch, decode(original)),
                                       duplicate=True)
                 else:  # retention removed the original: its place, with this copy's body
-                    message = Message(room=draft.room, offset=offset, epoch=epoch,
-                                      id=draft.id, nick=draft.nick, sender=draft.sender,
-                                      text=draft.text, data=draft.data, ts=int(ts),
-                                      duplicate=True)
+                    message = replace(Message.from_draft(draft, offset=offset, epoch=epoch),
+                                      ts=int(ts), duplicate=True)
                 report(item.then, message)
 
     async def _register(self, *rooms: str) -> None:
@@ -413,12 +408,14 @@ class RedisBroker(Broker):
             found.ready = asyncio.get_running_loop().create_future()
             self._rooms[room] = found
             self._by_channel[found.keys.channel] = found
+            listener = self._listener
+            assert listener is not None, "the broker is not open"
             try:
-                assert self._listener is not None
-                await self._listener.subscribe(found.keys.channel)
+                await listener.subscribe(found.keys.channel)
                 await self._sync(found)
             except BaseException as exc:
                 self._forget(found)
+                listener.unsubscribe(found.keys.channel)
                 if not found.ready.done():
                     found.ready.set_exception(exc if isinstance(exc, StoreError)
                                               else BrokerUnavailable(str(exc)))
@@ -561,16 +558,18 @@ class RedisBroker(Broker):
                         break
                 found.offset = page[-1].offset
                 self._deliver(page)
-            fresh = sorted((m for m in found.buffer
-                            if m.epoch == epoch and m.offset > found.offset),
+            # What arrived meanwhile, once per offset, in order; the contiguous part now.
+            fresh = sorted({m.offset: m for m in found.buffer
+                            if m.epoch == epoch and m.offset > found.offset}.values(),
                            key=lambda m: m.offset)
             found.buffer = []
-            while fresh and fresh[0].offset == found.offset + 1:
-                run = [fresh.pop(0)]
-                while fresh and fresh[0].offset == run[-1].offset + 1:
-                    run.append(fresh.pop(0))
-                found.offset = run[-1].offset
-                self._deliver(run)
+            ready = 0
+            while ready < len(fresh) and fresh[ready].offset == found.offset + 1 + ready:
+                ready += 1
+            if ready:
+                found.offset = fresh[ready - 1].offset
+                self._deliver(fresh[:ready])
+            fresh = fresh[ready:]
             if not fresh and not found.buffer:
                 found.status = Sync.LIVE
                 return
@@ -633,17 +632,15 @@ class RedisBroker(Broker):
             entries = entries[:limit][::-1]
         return HistoryPage(state, [_entry(room, epoch, e) for e in entries], more)
 
-    async def rooms(self) -> dict[str, RoomState]:
+    async def rooms(self) -> dict[str, int]:
         names = sorted(n.decode() for n in await self.call(
             self.client.smembers(rooms_key(self.prefix))))
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.hmget(self.keys(name).meta, "epoch", "top")
-        states: dict[str, RoomState] = {}
-        for name, (epoch, top) in zip(names, await self.call(pipe.execute()), strict=True):
-            if epoch is not None:
-                states[name] = RoomState(epoch.decode(), int(top), int(top) + 1)
-        return states
+            pipe.hget(self.keys(name).meta, "top")
+        tops = await self.call(pipe.execute())
+        return {name: int(top) for name, top in zip(names, tops, strict=True)
+                if top is not None}
 
     async def room_count(self) -> int:
         return int(await self.call(self.client.scard(rooms_key(self.prefix))))
@@ -656,15 +653,24 @@ class RedisBroker(Broker):
                 removed += int(await self.call(self.client.xtrim(log_key, maxlen=max_count,
                                                                   approximate=False)))
             if max_age_ms is not None:
-                cutoff = now_ms - max_age_ms
-                oldest = await self.call(self.client.xrange(log_key, "-", "+", count=READ_PAGE))
-                keep = next((e[0] for e in oldest if decode(e[1][b"m"])["ts"] >= cutoff), None)
-                if keep is None and oldest:
-                    keep = _next_id(oldest[-1][0])
+                keep = await self._first_kept(log_key, now_ms - max_age_ms)
                 if keep is not None:
                     removed += int(await self.call(self.client.xtrim(log_key, minid=keep,
                                                                   approximate=False)))
         return removed
+
+    async def _first_kept(self, log_key: str, cutoff_ms: int) -> str | None:
+        """The id of the oldest entry at or after `cutoff_ms` (past the last one if all are
+        older), read a page at a time from the oldest; None for an empty Stream."""
+        start = "-"
+        while True:
+            page = await self.call(self.client.xrange(log_key, start, "+", count=READ_PAGE))
+            if not page:
+                return None if start == "-" else start
+            for entry_id, fields in page:
+                if decode(fields[b"m"])["ts"] >= cutoff_ms:
+                    return str(entry_id.decode())
+            start = _next_id(page[-1][0])
 
     def presence(self, local: Presence) -> Presence:
         return self._presence
@@ -697,11 +703,3 @@ def _entry(room: str, epoch: str, entry: tuple[bytes, dict[bytes, bytes]]) -> Me
 
 def _next_id(entry_id: bytes) -> str:
     return f"0-{int(entry_id.split(b'-')[1]) + 1}"
-
-
-def _shown(url: str) -> str:
-    """The URL without its password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
